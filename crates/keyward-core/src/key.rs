@@ -1,0 +1,473 @@
+//! The key record and the rules that change it: revoke, refresh, regenerate.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::digest::{TokenDigest, TokenHasher};
+use crate::input::{GracePeriod, KeyUpdate};
+use crate::scope::ScopeSet;
+use crate::token::{KeyHint, Token, TokenFormat};
+
+/// A key's public handle: a UUID v7, so ids sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(Uuid);
+
+impl KeyId {
+    /// A fresh time-ordered id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps a stored UUID.
+    #[must_use]
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID.
+    #[must_use]
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for KeyId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl From<Uuid> for KeyId {
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
+/// Whom a key acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Acts for its owner; its effective scopes are its scopes ∩ what the owner holds now.
+    #[default]
+    Personal,
+    /// No user: server-to-server. Created by admins only.
+    Service,
+}
+
+impl KeyKind {
+    /// `"personal"` or `"service"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Personal => "personal",
+            Self::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "personal" => Ok(Self::Personal),
+            "service" => Ok(Self::Service),
+            _ => Err(UnknownKind),
+        }
+    }
+}
+
+/// A key kind other than `personal` or `service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a key kind is \"personal\" or \"service\"")]
+pub struct UnknownKind;
+
+/// The secret a key had before a rolling regenerate, still accepted until `valid_until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// Digest of the old token.
+    pub digest: TokenDigest,
+    /// The old token is accepted strictly before this instant.
+    pub valid_until: DateTime<Utc>,
+}
+
+/// A stored API key. Holds the digest of its token, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Public handle.
+    pub id: KeyId,
+    /// A name people recognise, 1–100 characters.
+    pub name: String,
+    /// Personal or service.
+    pub kind: KeyKind,
+    /// The application's user id; `None` for service keys.
+    pub owner: Option<String>,
+    /// The scopes granted to the key.
+    pub scopes: ScopeSet,
+    /// `{prefix}_…{last 4}` of the current token.
+    pub hint: KeyHint,
+    /// Digest of the current token.
+    pub digest: TokenDigest,
+    /// The previous token during a rolling regenerate.
+    pub previous: Option<PreviousSecret>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change through the management operations.
+    pub updated_at: DateTime<Utc>,
+    /// Expiry; `None` = never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The duration a refresh extends the key by; `None` for never-expiring keys.
+    pub lifetime: Option<TimeDelta>,
+    /// When the key was last used, as recorded by the usage recorder.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The client address of the last use.
+    pub last_used_ip: Option<IpAddr>,
+    /// How many requests the key has authenticated.
+    pub usage_count: u64,
+    /// `false` = disabled; can be re-enabled.
+    pub active: bool,
+    /// Set on revoke; a revoked key never works again.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Client addresses allowed to use the key; empty = any.
+    pub allowed_ips: Vec<IpNet>,
+    /// Requests per minute, if limited.
+    pub rate_limit: Option<NonZeroU32>,
+    /// Free JSON for the application.
+    pub metadata: serde_json::Value,
+}
+
+/// A management operation that the key's state does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// The key is revoked; it can be listed and deleted, nothing else.
+    #[error("the key is revoked")]
+    Revoked,
+    /// The key is disabled; enable it first.
+    #[error("the key is disabled")]
+    Inactive,
+    /// The key never expires, so there is nothing to refresh.
+    #[error("the key never expires, so it cannot be refreshed")]
+    NeverExpires,
+}
+
+impl KeyRecord {
+    /// Whether the key has been revoked.
+    #[must_use]
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    /// Whether the key is expired at `now` (expiry exactly now counts as expired).
+    #[must_use]
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether `digest` is the current secret, or the previous one inside its grace period.
+    #[must_use]
+    pub fn matches(&self, digest: &TokenDigest, now: DateTime<Utc>) -> bool {
+        self.digest == *digest
+            || self
+                .previous
+                .is_some_and(|p| p.digest == *digest && now < p.valid_until)
+    }
+
+    /// Revokes the key at `now`; revoking twice keeps the first time.
+    pub fn revoke(&mut self, now: DateTime<Utc>) {
+        if self.revoked_at.is_none() {
+            self.revoked_at = Some(now);
+            self.previous = None;
+            self.updated_at = now;
+        }
+    }
+
+    /// Extends the expiry to `now + lifetime`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuleError::Revoked`], [`RuleError::Inactive`] or [`RuleError::NeverExpires`].
+    pub fn refresh(&mut self, now: DateTime<Utc>) -> Result<(), RuleError> {
+        self.ensure_mutable()?;
+        if !self.active {
+            return Err(RuleError::Inactive);
+        }
+        let lifetime = self.lifetime.ok_or(RuleError::NeverExpires)?;
+        self.expires_at = Some(now + lifetime);
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Installs a new secret. With a grace period in the rotation, the old secret keeps working
+    /// until it ends; any older previous secret stops at once.
+    ///
+    /// # Errors
+    ///
+    /// [`RuleError::Revoked`].
+    pub fn rotate(
+        &mut self,
+        rotation: &SecretRotation,
+        now: DateTime<Utc>,
+    ) -> Result<(), RuleError> {
+        self.ensure_mutable()?;
+        self.previous = rotation
+            .previous_valid_until
+            .map(|valid_until| PreviousSecret {
+                digest: self.digest,
+                valid_until,
+            });
+        self.digest = rotation.digest;
+        self.hint = rotation.hint.clone();
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Applies validated changes.
+    ///
+    /// # Errors
+    ///
+    /// [`RuleError::Revoked`]: a revoked key stays as it was revoked.
+    pub fn apply(&mut self, update: &KeyUpdate, now: DateTime<Utc>) -> Result<(), RuleError> {
+        self.ensure_mutable()?;
+        if let Some(name) = &update.name {
+            self.name.clone_from(name);
+        }
+        if let Some(scopes) = &update.scopes {
+            self.scopes.clone_from(scopes);
+        }
+        if let Some(active) = update.active {
+            self.active = active;
+        }
+        if let Some(ips) = &update.allowed_ips {
+            self.allowed_ips.clone_from(ips);
+        }
+        if let Some(rate_limit) = update.rate_limit {
+            self.rate_limit = rate_limit;
+        }
+        if let Some(metadata) = &update.metadata {
+            self.metadata.clone_from(metadata);
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Fails with [`RuleError::Revoked`] for a revoked key.
+    ///
+    /// # Errors
+    ///
+    /// [`RuleError::Revoked`].
+    pub fn ensure_mutable(&self) -> Result<(), RuleError> {
+        if self.is_revoked() {
+            Err(RuleError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The public view of the record, as the management API shows it.
+    #[must_use]
+    pub fn view(&self) -> KeyView {
+        KeyView {
+            id: self.id,
+            name: self.name.clone(),
+            kind: self.kind,
+            owner: self.owner.clone(),
+            scopes: self.scopes.to_strings(),
+            hint: self.hint.as_str().to_owned(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            last_used_ip: self.last_used_ip,
+            usage_count: self.usage_count,
+            active: self.active,
+            revoked_at: self.revoked_at,
+            allowed_ips: self.allowed_ips.iter().map(ToString::to_string).collect(),
+            rate_limit: self.rate_limit.map(NonZeroU32::get),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// The key object of the management API: every public field of a record, no digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    /// Public handle.
+    pub id: KeyId,
+    /// Name.
+    pub name: String,
+    /// Personal or service.
+    pub kind: KeyKind,
+    /// Owner's user id; `null` for service keys.
+    pub owner: Option<String>,
+    /// Granted scopes, sorted.
+    pub scopes: Vec<String>,
+    /// `{prefix}_…{last 4}`.
+    pub hint: String,
+    /// Creation time (RFC 3339, UTC).
+    pub created_at: DateTime<Utc>,
+    /// Expiry; `null` = never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Client address of the last use.
+    pub last_used_ip: Option<IpAddr>,
+    /// Number of authenticated requests.
+    pub usage_count: u64,
+    /// `false` = disabled.
+    pub active: bool,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Allowed client networks; empty = any.
+    pub allowed_ips: Vec<String>,
+    /// Requests per minute.
+    pub rate_limit: Option<u32>,
+    /// Application data.
+    pub metadata: serde_json::Value,
+}
+
+/// A new secret for an existing key, ready to hand to [`KeyStore::replace_secret`].
+///
+/// [`KeyStore::replace_secret`]: crate::KeyStore::replace_secret
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRotation {
+    /// Digest of the new token.
+    pub digest: TokenDigest,
+    /// Hint of the new token.
+    pub hint: KeyHint,
+    /// Until when the old token keeps working; `None` = it stops at once.
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+impl SecretRotation {
+    /// Generates a new token and the rotation that installs it.
+    #[must_use]
+    pub fn generate(
+        format: &TokenFormat,
+        hasher: &TokenHasher,
+        grace: Option<GracePeriod>,
+        now: DateTime<Utc>,
+    ) -> (Self, Token) {
+        let token = format.generate();
+        let rotation = Self {
+            digest: hasher.digest(&token),
+            hint: token.hint(),
+            previous_valid_until: grace
+                .filter(|g| !g.is_zero())
+                .map(|g| now + g.as_time_delta()),
+        };
+        (rotation, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::NewKey;
+    use crate::{ScopeCatalog, TokenFormat};
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn record() -> KeyRecord {
+        let catalog = ScopeCatalog::builder().build().unwrap();
+        NewKey::personal("Backup", "alice")
+            .scopes(["keys:read"])
+            .issue(
+                &catalog,
+                &TokenFormat::new("books").unwrap(),
+                &TokenHasher::sha256(),
+                now(),
+            )
+            .unwrap()
+            .record
+    }
+
+    #[test]
+    fn refresh_extends_by_lifetime() {
+        let mut key = record();
+        let later = now() + TimeDelta::days(10);
+        key.refresh(later).unwrap();
+        assert_eq!(key.expires_at, Some(later + TimeDelta::days(30)));
+    }
+
+    #[test]
+    fn refresh_rules() {
+        let mut key = record();
+        key.lifetime = None;
+        key.expires_at = None;
+        assert_eq!(key.refresh(now()), Err(RuleError::NeverExpires));
+        let mut key = record();
+        key.active = false;
+        assert_eq!(key.refresh(now()), Err(RuleError::Inactive));
+        let mut key = record();
+        key.revoke(now());
+        assert_eq!(key.refresh(now()), Err(RuleError::Revoked));
+    }
+
+    #[test]
+    fn rotation_with_and_without_grace() {
+        let format = TokenFormat::new("books").unwrap();
+        let hasher = TokenHasher::sha256();
+        let mut key = record();
+        let old = key.digest;
+        let grace = GracePeriod::from_secs(60).unwrap();
+        let (rotation, token) = SecretRotation::generate(&format, &hasher, Some(grace), now());
+        key.rotate(&rotation, now()).unwrap();
+        assert!(key.matches(&hasher.digest(&token), now()));
+        assert!(key.matches(&old, now() + TimeDelta::seconds(59)));
+        assert!(!key.matches(&old, now() + TimeDelta::seconds(60)));
+        assert_eq!(key.hint, token.hint());
+
+        let (rotation, _) = SecretRotation::generate(&format, &hasher, None, now());
+        key.rotate(&rotation, now()).unwrap();
+        assert!(key.previous.is_none());
+        assert!(!key.matches(&old, now()));
+
+        key.revoke(now());
+        assert_eq!(key.rotate(&rotation, now()), Err(RuleError::Revoked));
+    }
+
+    #[test]
+    fn revoke_keeps_first_time() {
+        let mut key = record();
+        key.revoke(now());
+        key.revoke(now() + TimeDelta::hours(1));
+        assert_eq!(key.revoked_at, Some(now()));
+    }
+}

@@ -1,0 +1,89 @@
+//! The core of keyward: API keys for axum and tower applications, without any I/O.
+//!
+//! This crate holds the pieces every other keyward crate agrees on:
+//!
+//! * the [token format](token) — `{prefix}_{40 base62 secret}{6 base62 CRC32}` — with
+//!   [`TokenFormat`], [`Token`] (redacted, zeroized) and [`TokenHasher`] (SHA-256 or a peppered
+//!   HMAC-SHA256);
+//! * [scopes](scope): [`Scope`], [`ScopeSet`] with `resource:*` and `*`, the application's
+//!   [`ScopeCatalog`] with implications, and typed scopes declared with [`scopes!`];
+//! * the [`KeyRecord`], the inputs that create ([`NewKey`]) and change ([`KeyChanges`]) one,
+//!   and the rules for refresh and regenerate;
+//! * the [`policy`] that decides whether a found key may be used, with an injectable
+//!   [`Clock`];
+//! * the [`Principal`] handlers receive;
+//! * the [`KeyStore`] trait, the in-memory [`MemoryStore`], and (feature `test-util`) the
+//!   [`conformance`] suite every store runs.
+//!
+//! Most applications depend on the `keyward` crate, which re-exports these types and adds the
+//! middleware.
+//!
+//! # Quick start
+//!
+//! ```
+//! use chrono::Utc;
+//! use keyward_core::{
+//!     KeyStore, MemoryStore, NewKey, Principal, ScopeCatalog, TokenFormat, TokenHasher, policy,
+//! };
+//!
+//! # futures_util::FutureExt::now_or_never(async {
+//! // The application's scopes.
+//! let catalog = ScopeCatalog::builder()
+//!     .scope("books:read", "Read the book collection")
+//!     .scope("books:write", "Add and change books")
+//!     .implies("books:write", "books:read")
+//!     .build()?;
+//! let format = TokenFormat::new("books")?;
+//! let hasher = TokenHasher::sha256();
+//! let store = MemoryStore::new();
+//!
+//! // A person creates a key; the token is shown once, only its digest is stored.
+//! let issued = NewKey::personal("Backup Script", "alice")
+//!     .scopes(["books:write"])
+//!     .issue(&catalog, &format, &hasher, Utc::now())?;
+//! let shown_once = issued.token.expose_secret().to_owned();
+//! store.insert(issued.record).await?;
+//!
+//! // Later a script presents it.
+//! let token = format.parse(&shown_once)?; // shape and check digits, no store access
+//! let digest = hasher.digest(&token);
+//! let record = store.find_by_digest(&digest, Utc::now()).await?.expect("known key");
+//! policy::evaluate(&record, &digest, Utc::now(), None)?;
+//!
+//! let principal = Principal::from_record(&record, catalog.effective(&record.scopes, None));
+//! assert!(principal.has_scope("books:read")); // implied by books:write
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).expect("MemoryStore never waits")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod catalog;
+pub mod clock;
+#[cfg(feature = "test-util")]
+pub mod conformance;
+pub mod digest;
+pub mod input;
+pub mod key;
+pub mod memory;
+pub mod policy;
+pub mod principal;
+pub mod scope;
+pub mod store;
+pub mod token;
+
+pub use catalog::{CatalogEntry, ScopeCatalog, ScopeCatalogBuilder};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use digest::{TokenDigest, TokenHasher};
+pub use input::{
+    Expiry, FieldError, GracePeriod, IssuedKey, KeyChanges, KeyUpdate, NewKey, ValidationError,
+};
+pub use key::{KeyId, KeyKind, KeyRecord, KeyView, PreviousSecret, RuleError, SecretRotation};
+pub use memory::MemoryStore;
+pub use policy::Denial;
+pub use principal::Principal;
+pub use scope::{KeysAdmin, KeysRead, KeysWrite, Scope, ScopeError, ScopeSet, TypedScope};
+pub use store::{
+    ChangeStream, KeyChange, KeyStore, ListCursor, ListQuery, Page, StoreError, StoreErrorKind,
+    UsageUpdate,
+};
+pub use token::{KeyHint, Prefix, Token, TokenError, TokenFormat};

@@ -1,0 +1,272 @@
+//! An in-process [`KeyStore`] for tests, demos and single-process tools.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::digest::TokenDigest;
+use crate::input::KeyUpdate;
+use crate::key::{KeyId, KeyRecord, SecretRotation};
+use crate::store::{ChangeStream, KeyChange, KeyStore, ListQuery, Page, StoreError, UsageUpdate};
+
+/// Keys in memory, lost when the process ends. Clones share the same keys.
+///
+/// It has a change feed, so several verifiers sharing one `MemoryStore` see each other's
+/// changes as a database-backed deployment would.
+///
+/// # Example
+///
+/// ```
+/// use chrono::Utc;
+/// use keyward_core::{KeyStore, MemoryStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
+///
+/// # tokio_test(async {
+/// let store = MemoryStore::new();
+/// let hasher = TokenHasher::sha256();
+/// let issued = NewKey::service("ci")
+///     .scopes(["*"])
+///     .issue(&ScopeCatalog::builder().build()?, &TokenFormat::new("books")?, &hasher, Utc::now())?;
+/// store.insert(issued.record.clone()).await?;
+///
+/// let found = store.find_by_digest(&hasher.digest(&issued.token), Utc::now()).await?;
+/// assert_eq!(found.map(|k| k.id), Some(issued.record.id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # });
+/// # fn tokio_test<F: std::future::Future>(f: F) -> F::Output {
+/// #     futures_util::FutureExt::now_or_never(f).expect("MemoryStore never waits")
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    state: Arc<RwLock<State>>,
+    feed: broadcast::Sender<KeyChange>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: BTreeMap<KeyId, KeyRecord>,
+    by_digest: HashMap<TokenDigest, KeyId>,
+    by_previous: HashMap<TokenDigest, KeyId>,
+}
+
+impl State {
+    fn index(&mut self, record: &KeyRecord) {
+        self.by_digest.insert(record.digest, record.id);
+        if let Some(previous) = record.previous {
+            self.by_previous.insert(previous.digest, record.id);
+        }
+    }
+
+    fn unindex(&mut self, record: &KeyRecord) {
+        self.by_digest.remove(&record.digest);
+        if let Some(previous) = record.previous {
+            self.by_previous.remove(&previous.digest);
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        let (feed, _) = broadcast::channel(1024);
+        Self {
+            state: Arc::new(RwLock::new(State::default())),
+            feed,
+        }
+    }
+
+    /// Number of stored keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().keys.len()
+    }
+
+    /// Whether the store is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn notify(&self, id: KeyId) {
+        // No receivers is fine: nobody caches.
+        let _ = self.feed.send(KeyChange::Changed(id));
+    }
+
+    /// Changes one key under the write lock, re-indexing its digests, then notifies.
+    fn modify(
+        &self,
+        id: KeyId,
+        change: impl FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
+    ) -> Result<KeyRecord, StoreError> {
+        let mut state = self.write();
+        let mut record = state
+            .keys
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(id))?;
+        change(&mut record)?;
+        if let Some(old) = state.keys.get(&id).cloned() {
+            state.unindex(&old);
+        }
+        state.index(&record);
+        state.keys.insert(id, record.clone());
+        drop(state);
+        self.notify(id);
+        Ok(record)
+    }
+}
+
+impl KeyStore for MemoryStore {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if state.keys.contains_key(&record.id) {
+            Err(StoreError::conflict(format!(
+                "a key with id {} exists",
+                record.id
+            )))
+        } else if state.by_digest.contains_key(&record.digest)
+            || state.by_previous.contains_key(&record.digest)
+        {
+            Err(StoreError::conflict("a key with this digest exists"))
+        } else {
+            state.index(&record);
+            state.keys.insert(record.id, record);
+            Ok(())
+        }
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &TokenDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let state = self.read();
+        let found = state
+            .by_digest
+            .get(digest)
+            .or_else(|| state.by_previous.get(digest))
+            .and_then(|id| state.keys.get(id))
+            .filter(|record| record.matches(digest, now))
+            .cloned();
+        Ok(found)
+    }
+
+    async fn get(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.read().keys.get(&id).cloned())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.effective_limit();
+        let state = self.read();
+        let upper = query.cursor.map_or(std::ops::Bound::Unbounded, |c| {
+            std::ops::Bound::Excluded(c.key_id())
+        });
+        let keys: Vec<KeyRecord> = state
+            .keys
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, record)| record)
+            .filter(|r| query.include_revoked || !r.is_revoked())
+            .filter(|r| query.owner.is_none() || r.owner == query.owner)
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(keys, limit))
+    }
+
+    async fn update(
+        &self,
+        id: KeyId,
+        update: &KeyUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |r| r.apply(update, now).map_err(Into::into))
+    }
+
+    async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |r| {
+            r.revoke(now);
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
+        let mut state = self.write();
+        match state.keys.remove(&id) {
+            Some(record) => {
+                state.unindex(&record);
+                drop(state);
+                self.notify(id);
+                Ok(())
+            }
+            None => Err(StoreError::not_found(id)),
+        }
+    }
+
+    async fn replace_secret(
+        &self,
+        id: KeyId,
+        rotation: &SecretRotation,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |r| r.rotate(rotation, now).map_err(Into::into))
+    }
+
+    async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |r| r.refresh(now).map_err(Into::into))
+    }
+
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
+        let mut state = self.write();
+        for usage in batch {
+            if let Some(record) = state.keys.get_mut(&usage.id) {
+                record.usage_count = record.usage_count.saturating_add(usage.count);
+                if record
+                    .last_used_at
+                    .is_none_or(|at| at <= usage.last_used_at)
+                {
+                    record.last_used_at = Some(usage.last_used_at);
+                    record.last_used_ip = usage.last_used_ip;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn changes(&self) -> Option<ChangeStream> {
+        let receiver = self.feed.subscribe();
+        Some(Box::pin(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move {
+                match receiver.recv().await {
+                    Ok(change) => Some((change, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Some((KeyChange::Resync, receiver))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            },
+        )))
+    }
+}

@@ -1,0 +1,397 @@
+//! The storage contract every key store implements.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+
+use crate::digest::TokenDigest;
+use crate::input::KeyUpdate;
+use crate::key::{KeyId, KeyRecord, RuleError, SecretRotation};
+
+/// Largest page a store returns from [`KeyStore::list`].
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Page size when the caller gives none.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The class of a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// No key with that id.
+    NotFound,
+    /// The operation conflicts with the key's state or with another key (duplicate id or
+    /// digest, refresh of a never-expiring key, change to a revoked key).
+    Conflict,
+    /// The store refused the input (a value it cannot represent, a bad cursor).
+    InvalidInput,
+    /// The store could not be reached or failed; callers answer 503, never "no".
+    Unavailable,
+}
+
+/// A failed store operation. Keeps the underlying error as its source.
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error of `kind` with a message.
+    #[must_use]
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// No key with `id`.
+    #[must_use]
+    pub fn not_found(id: KeyId) -> Self {
+        Self::new(StoreErrorKind::NotFound, format!("no key with id {id}"))
+    }
+
+    /// A conflict.
+    #[must_use]
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Conflict, message)
+    }
+
+    /// Input the store cannot accept.
+    #[must_use]
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::InvalidInput, message)
+    }
+
+    /// The store is unreachable or failing, caused by `source`.
+    #[must_use]
+    pub fn unavailable(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, "the key store is unavailable").with_source(source)
+    }
+
+    /// The class of error.
+    #[must_use]
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The message, without the source.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether this is [`StoreErrorKind::NotFound`].
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.kind == StoreErrorKind::NotFound
+    }
+
+    /// Whether this is [`StoreErrorKind::Unavailable`].
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+impl From<RuleError> for StoreError {
+    fn from(err: RuleError) -> Self {
+        Self::conflict(err.to_string()).with_source(err)
+    }
+}
+
+/// Where a listing continues: the id of the last key of the previous page.
+///
+/// Listings are newest first by id (UUID v7), so keys created while a client pages through
+/// appear before its cursor and never shift the pages it has yet to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListCursor(KeyId);
+
+impl ListCursor {
+    /// The cursor after `id`.
+    #[must_use]
+    pub const fn after(id: KeyId) -> Self {
+        Self(id)
+    }
+
+    /// The id the next page starts after.
+    #[must_use]
+    pub const fn key_id(&self) -> KeyId {
+        self.0
+    }
+}
+
+impl fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_uuid().simple())
+    }
+}
+
+/// A cursor that is not one this crate wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the cursor is not valid")]
+pub struct InvalidCursor;
+
+impl FromStr for ListCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<KeyId>().map(Self).map_err(|_| InvalidCursor)
+    }
+}
+
+/// What to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only keys of this owner; `None` = every key.
+    pub owner: Option<String>,
+    /// Also list revoked keys.
+    pub include_revoked: bool,
+    /// Page size, clamped to 1..=[`MAX_PAGE_SIZE`].
+    pub limit: usize,
+    /// Continue after this cursor.
+    pub cursor: Option<ListCursor>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            owner: None,
+            include_revoked: false,
+            limit: DEFAULT_PAGE_SIZE,
+            cursor: None,
+        }
+    }
+}
+
+impl ListQuery {
+    /// The limit a store should apply.
+    #[must_use]
+    pub fn effective_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_SIZE)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Keys, newest first.
+    pub keys: Vec<KeyRecord>,
+    /// Present when more keys may follow.
+    pub next_cursor: Option<ListCursor>,
+}
+
+impl Page {
+    /// Builds a page from up to `limit + 1` fetched records: the extra one only signals that
+    /// another page exists.
+    #[must_use]
+    pub fn from_overfetch(mut keys: Vec<KeyRecord>, limit: usize) -> Self {
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next_cursor = if more {
+            keys.last().map(|k| ListCursor::after(k.id))
+        } else {
+            None
+        };
+        Self { keys, next_cursor }
+    }
+}
+
+/// Usage of one key since the last flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageUpdate {
+    /// The key.
+    pub id: KeyId,
+    /// Requests to add to `usage_count`.
+    pub count: u64,
+    /// Time of the latest of those requests.
+    pub last_used_at: DateTime<Utc>,
+    /// Client address of the latest of those requests.
+    pub last_used_ip: Option<IpAddr>,
+}
+
+/// A notification from a store's change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyChange {
+    /// This key changed (revoked, deleted, updated, disabled, regenerated): drop cached copies.
+    Changed(KeyId),
+    /// Notifications may have been lost (a reconnect, a lagging reader): drop every cached key.
+    Resync,
+}
+
+/// A stream of [`KeyChange`]s.
+pub type ChangeStream = Pin<Box<dyn Stream<Item = KeyChange> + Send + 'static>>;
+
+/// Where keys live. Implemented by [`MemoryStore`](crate::MemoryStore) and by the database
+/// stores; every implementation passes the [conformance suite](crate::conformance).
+///
+/// Methods that change a key return the record as stored afterwards. Unknown ids answer
+/// [`StoreErrorKind::NotFound`]; a change a revoked key does not allow answers
+/// [`StoreErrorKind::Conflict`].
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key.
+    ///
+    /// Fails with [`StoreErrorKind::Conflict`] if the id or digest already exists.
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Finds the key whose current secret has `digest`, or whose previous secret has it and is
+    /// still inside its grace period at `now`. One indexed lookup.
+    fn find_by_digest(
+        &self,
+        digest: &TokenDigest,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// The key with `id`, revoked or not.
+    fn get(&self, id: KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// A page of keys, newest first.
+    fn list(&self, query: &ListQuery) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Applies validated changes (see [`KeyRecord::apply`]).
+    fn update(
+        &self,
+        id: KeyId,
+        update: &KeyUpdate,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+
+    /// Revokes the key (idempotent: a second revoke keeps the first time).
+    fn revoke(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+
+    /// Deletes the key permanently.
+    fn delete(&self, id: KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Installs a new secret (see [`KeyRecord::rotate`]).
+    fn replace_secret(
+        &self,
+        id: KeyId,
+        rotation: &SecretRotation,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+
+    /// Extends the expiry by the key's lifetime (see [`KeyRecord::refresh`]).
+    fn refresh(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+
+    /// Adds each update's count to its key's `usage_count` and keeps the latest
+    /// `last_used_at`/`last_used_ip`. Exact under concurrent calls; unknown ids are skipped.
+    fn record_usage(
+        &self,
+        batch: &[UsageUpdate],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A feed of changed key ids for cache invalidation across instances, if the store has
+    /// one. The default is `None`: caches then rely on their TTL.
+    fn changes(&self) -> Option<ChangeStream> {
+        None
+    }
+}
+
+impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).insert(record)
+    }
+
+    fn find_by_digest(
+        &self,
+        digest: &TokenDigest,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        (**self).find_by_digest(digest, now)
+    }
+
+    fn get(&self, id: KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        (**self).get(id)
+    }
+
+    fn list(&self, query: &ListQuery) -> impl Future<Output = Result<Page, StoreError>> + Send {
+        (**self).list(query)
+    }
+
+    fn update(
+        &self,
+        id: KeyId,
+        update: &KeyUpdate,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
+        (**self).update(id, update, now)
+    }
+
+    fn revoke(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
+        (**self).revoke(id, now)
+    }
+
+    fn delete(&self, id: KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(id)
+    }
+
+    fn replace_secret(
+        &self,
+        id: KeyId,
+        rotation: &SecretRotation,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
+        (**self).replace_secret(id, rotation, now)
+    }
+
+    fn refresh(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
+        (**self).refresh(id, now)
+    }
+
+    fn record_usage(
+        &self,
+        batch: &[UsageUpdate],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_usage(batch)
+    }
+
+    fn changes(&self) -> Option<ChangeStream> {
+        (**self).changes()
+    }
+}

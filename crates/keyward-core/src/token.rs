@@ -1,0 +1,569 @@
+//! The token format: `{prefix}_{secret}{check}`.
+//!
+//! * `prefix` is chosen by the application and matches `[a-z][a-z0-9]{1,15}`;
+//! * `secret` is 40 base62 characters drawn from the operating system's CSPRNG (about 238 bits);
+//! * `check` is the CRC32 (IEEE, as zlib computes it) of the ASCII bytes `{prefix}_{secret}`,
+//!   written in base62, most significant digit first, left-padded with `0` to 6 characters.
+//!
+//! The base62 alphabet is `0-9A-Za-z`, in that order, so every token matches
+//! `^[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{46}$`. That regular shape lets secret scanners find
+//! leaked keys, and the check digits let a verifier reject typos and garbage without touching
+//! a cache or a store.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Number of base62 characters of randomness in a token.
+pub const SECRET_LEN: usize = 40;
+/// Number of base62 check digits at the end of a token.
+pub const CHECK_LEN: usize = 6;
+/// Shortest allowed prefix.
+pub const PREFIX_MIN_LEN: usize = 2;
+/// Longest allowed prefix.
+pub const PREFIX_MAX_LEN: usize = 16;
+/// The regular expression every token matches, for secret scanners and documentation.
+pub const TOKEN_REGEX: &str = "^[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{46}$";
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const BODY_LEN: usize = SECRET_LEN + CHECK_LEN;
+
+/// Why a string is not an acceptable token.
+///
+/// The messages never repeat the input, and they deliberately do not say which part of a
+/// malformed token was wrong beyond this coarse classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The string does not have the shape `{prefix}_{46 base62 characters}`.
+    #[error("the token is malformed")]
+    Malformed,
+    /// The shape is right but the check digits do not match.
+    #[error("the token's check digits do not match")]
+    Checksum,
+    /// The token is well formed but carries a prefix this verifier does not accept.
+    #[error("the token's prefix is not accepted here")]
+    UnknownPrefix,
+}
+
+/// Why a string cannot be used as a token prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid token prefix {prefix:?}: it must match [a-z][a-z0-9]{{1,15}}")]
+pub struct PrefixError {
+    prefix: String,
+}
+
+impl From<std::convert::Infallible> for PrefixError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// A validated token prefix, such as `books`.
+///
+/// # Example
+///
+/// ```
+/// use keyward_core::Prefix;
+///
+/// let prefix: Prefix = "books".parse()?;
+/// assert_eq!(prefix.as_str(), "books");
+/// assert!("Books".parse::<Prefix>().is_err());
+/// # Ok::<(), keyward_core::token::PrefixError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// Validates `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`PrefixError`] unless the prefix matches `[a-z][a-z0-9]{1,15}`.
+    pub fn new(prefix: impl Into<String>) -> Result<Self, PrefixError> {
+        let prefix = prefix.into();
+        if is_valid_prefix(prefix.as_bytes()) {
+            Ok(Self(prefix))
+        } else {
+            Err(PrefixError { prefix })
+        }
+    }
+
+    /// The prefix as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for Prefix {
+    type Error = PrefixError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl TryFrom<&str> for Prefix {
+    type Error = PrefixError;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Prefix> for String {
+    fn from(value: Prefix) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_valid_prefix(bytes: &[u8]) -> bool {
+    (PREFIX_MIN_LEN..=PREFIX_MAX_LEN).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A complete API token, such as `books_…`.
+///
+/// The value is zeroized when dropped, and `Debug`/`Display` print `[redacted]`: call
+/// [`Token::expose_secret`] to get the string, which should happen only to show it once to
+/// its owner or to send it.
+///
+/// # Example
+///
+/// ```
+/// use keyward_core::{Token, TokenFormat};
+///
+/// let format = TokenFormat::new("books")?;
+/// let token = format.generate();
+/// assert_eq!(format!("{token}"), "[redacted]");
+///
+/// let parsed = format.parse(token.expose_secret())?;
+/// assert_eq!(parsed.prefix(), "books");
+/// assert!(parsed.hint().as_str().starts_with("books_…"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    value: Zeroizing<String>,
+    prefix_len: usize,
+}
+
+impl Token {
+    /// Generates a new token with `prefix` from the operating system's CSPRNG.
+    #[must_use]
+    pub fn generate(prefix: &Prefix) -> Self {
+        let mut value = Zeroizing::new(String::with_capacity(
+            prefix.0.len() + 1 + SECRET_LEN + CHECK_LEN,
+        ));
+        value.push_str(&prefix.0);
+        value.push('_');
+        let mut rng = OsRng;
+        for _ in 0..SECRET_LEN {
+            value.push(char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]));
+        }
+        let check = encode_check(crc32fast::hash(value.as_bytes()));
+        value.push_str(std::str::from_utf8(&check).expect("base62 digits are ASCII"));
+        Self {
+            value,
+            prefix_len: prefix.0.len(),
+        }
+    }
+
+    /// Parses a token with any valid prefix, verifying its shape and check digits.
+    ///
+    /// Verifiers that should accept only their own prefixes use [`TokenFormat::parse`].
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Malformed`] or [`TokenError::Checksum`].
+    pub fn parse(s: &str) -> Result<Self, TokenError> {
+        let prefix_len = check_token(s.as_bytes())?;
+        Ok(Self {
+            value: Zeroizing::new(s.to_owned()),
+            prefix_len,
+        })
+    }
+
+    /// The prefix part, without the underscore.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.value[..self.prefix_len]
+    }
+
+    /// The whole token. Handle with care: this is the credential.
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.value
+    }
+
+    /// The displayable hint, `{prefix}_…{last 4 characters}`.
+    #[must_use]
+    pub fn hint(&self) -> KeyHint {
+        let tail = &self.value[self.value.len() - 4..];
+        KeyHint(format!("{}_…{tail}", self.prefix()))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The part of a token that may be shown after creation: `{prefix}_…{last 4 characters}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyHint(String);
+
+impl KeyHint {
+    /// Wraps a hint read back from storage.
+    #[must_use]
+    pub fn from_stored(hint: impl Into<String>) -> Self {
+        Self(hint.into())
+    }
+
+    /// The hint as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The token format of one application: the prefix it issues and the prefixes it accepts.
+///
+/// Accepting several prefixes lets an application rename its prefix without invalidating the
+/// keys already issued.
+///
+/// # Example
+///
+/// ```
+/// use keyward_core::{TokenError, TokenFormat};
+///
+/// let old = TokenFormat::new("jelu")?;
+/// let format = TokenFormat::new("books")?.accept("jelu")?;
+///
+/// let legacy = old.generate();
+/// assert!(format.parse(legacy.expose_secret()).is_ok());
+/// assert_eq!(format.issuing_prefix().as_str(), "books");
+/// assert_eq!(format.parse("books_not-a-token").unwrap_err(), TokenError::Malformed);
+/// # Ok::<(), keyward_core::token::PrefixError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFormat {
+    prefixes: Vec<Prefix>,
+}
+
+impl TokenFormat {
+    /// A format issuing and accepting `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`PrefixError`] if `prefix` is not a valid prefix.
+    pub fn new<P>(prefix: P) -> Result<Self, PrefixError>
+    where
+        P: TryInto<Prefix>,
+        PrefixError: From<P::Error>,
+    {
+        Ok(Self {
+            prefixes: vec![prefix.try_into()?],
+        })
+    }
+
+    /// Also accepts tokens with `prefix` (new tokens keep the issuing prefix).
+    ///
+    /// # Errors
+    ///
+    /// [`PrefixError`] if `prefix` is not a valid prefix.
+    pub fn accept<P>(mut self, prefix: P) -> Result<Self, PrefixError>
+    where
+        P: TryInto<Prefix>,
+        PrefixError: From<P::Error>,
+    {
+        let prefix = prefix.try_into()?;
+        if !self.prefixes.contains(&prefix) {
+            self.prefixes.push(prefix);
+        }
+        Ok(self)
+    }
+
+    /// The prefix of newly generated tokens.
+    #[must_use]
+    pub fn issuing_prefix(&self) -> &Prefix {
+        &self.prefixes[0]
+    }
+
+    /// Every accepted prefix, the issuing one first.
+    #[must_use]
+    pub fn accepted_prefixes(&self) -> &[Prefix] {
+        &self.prefixes
+    }
+
+    /// Generates a new token with the issuing prefix.
+    #[must_use]
+    pub fn generate(&self) -> Token {
+        Token::generate(self.issuing_prefix())
+    }
+
+    /// Parses `s`, checking shape, check digits and prefix, without allocating for garbage.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError`] describing the class of failure.
+    pub fn parse(&self, s: &str) -> Result<Token, TokenError> {
+        let prefix_len = check_token(s.as_bytes())?;
+        let prefix = &s[..prefix_len];
+        if !self.prefixes.iter().any(|p| p.0 == prefix) {
+            return Err(TokenError::UnknownPrefix);
+        }
+        Ok(Token {
+            value: Zeroizing::new(s.to_owned()),
+            prefix_len,
+        })
+    }
+}
+
+/// Checks shape and check digits; returns the prefix length.
+fn check_token(bytes: &[u8]) -> Result<usize, TokenError> {
+    let min = PREFIX_MIN_LEN + 1 + BODY_LEN;
+    let max = PREFIX_MAX_LEN + 1 + BODY_LEN;
+    if bytes.len() < min || bytes.len() > max {
+        return Err(TokenError::Malformed);
+    }
+    let prefix_len = bytes.len() - BODY_LEN - 1;
+    if bytes[prefix_len] != b'_' || !is_valid_prefix(&bytes[..prefix_len]) {
+        return Err(TokenError::Malformed);
+    }
+    let body = &bytes[prefix_len + 1..];
+    if !body.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(TokenError::Malformed);
+    }
+    let (covered, check) = bytes.split_at(bytes.len() - CHECK_LEN);
+    match decode_check(check) {
+        Some(expected) if expected == crc32fast::hash(covered) => Ok(prefix_len),
+        _ => Err(TokenError::Checksum),
+    }
+}
+
+/// Writes `value` as 6 base62 digits, most significant first.
+fn encode_check(mut value: u32) -> [u8; CHECK_LEN] {
+    let mut out = [b'0'; CHECK_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(value % 62) as usize];
+        value /= 62;
+    }
+    out
+}
+
+fn decode_check(digits: &[u8]) -> Option<u32> {
+    let mut value: u64 = 0;
+    for &d in digits {
+        let digit = match d {
+            b'0'..=b'9' => d - b'0',
+            b'A'..=b'Z' => d - b'A' + 10,
+            b'a'..=b'z' => d - b'a' + 36,
+            _ => return None,
+        };
+        value = value * 62 + u64::from(digit);
+    }
+    u32::try_from(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn is_token_shape(s: &str) -> bool {
+        let Some((prefix, body)) = s.split_once('_') else {
+            return false;
+        };
+        is_valid_prefix(prefix.as_bytes())
+            && body.len() == 46
+            && body.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
+
+    #[test]
+    fn check_digits_match_zlib_crc32() {
+        // zlib.crc32(b"books_0123456789ABCDEFGHIJabcdefghij0123456789") == 0x0B6DB22A
+        // (191738410), computed independently with Python's zlib; in base62 that is
+        // 0*62^5 + 12*62^4 + 60*62^3 + 31*62^2 + 57*62 + 0 → "0CyVv0".
+        let covered = "books_0123456789ABCDEFGHIJabcdefghij0123456789";
+        assert_eq!(crc32fast::hash(covered.as_bytes()), 0x0B6D_B22A);
+        assert_eq!(&encode_check(0x0B6D_B22A), b"0CyVv0");
+        let token = format!("{covered}0CyVv0");
+        assert!(Token::parse(&token).is_ok());
+        // The well-known check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn check_encoding_pads_and_round_trips() {
+        assert_eq!(&encode_check(0), b"000000");
+        assert_eq!(&encode_check(61), b"00000z");
+        assert_eq!(&encode_check(u32::MAX), b"4gfFC3");
+        for v in [0, 1, 61, 62, 3843, 1 << 31, u32::MAX] {
+            assert_eq!(decode_check(&encode_check(v)), Some(v));
+        }
+        assert_eq!(decode_check(b"zzzzzz"), None, "above u32::MAX");
+    }
+
+    #[test]
+    fn rejects_wrong_prefix_and_shapes() {
+        let format = TokenFormat::new("books").unwrap();
+        let other = TokenFormat::new("music").unwrap().generate();
+        assert_eq!(
+            format.parse(other.expose_secret()).unwrap_err(),
+            TokenError::UnknownPrefix
+        );
+        for bad in [
+            "",
+            "books",
+            "books_",
+            "Books_0123456789ABCDEFGHIJabcdefghij01234567890CyVv0",
+            "b_0123456789ABCDEFGHIJabcdefghij01234567890CyVv0",
+            "books-0123456789ABCDEFGHIJabcdefghij01234567890CyVv0",
+            "books_0123456789ABCDEFGHIJabcdefghij0123456789-ySMWZ",
+            "books_0123456789ABCDEFGHIJabcdefghij01234567890CyVv0 ",
+            "bööks_0123456789ABCDEFGHIJabcdefghij0123456780CyVv0",
+        ] {
+            assert_eq!(
+                format.parse(bad).unwrap_err(),
+                TokenError::Malformed,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            format
+                .parse("books_0123456789ABCDEFGHIJabcdefghij01234567890CyVv1")
+                .unwrap_err(),
+            TokenError::Checksum
+        );
+    }
+
+    #[test]
+    fn hint_shows_prefix_and_last_four() {
+        let token = Token::parse("books_0123456789ABCDEFGHIJabcdefghij01234567890CyVv0").unwrap();
+        assert_eq!(token.hint().as_str(), "books_…yVv0");
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let token = TokenFormat::new("books").unwrap().generate();
+        let secret = &token.expose_secret()[6..];
+        for shown in [
+            format!("{token:?}"),
+            format!("{token}"),
+            format!("{token:#?}"),
+        ] {
+            assert!(!shown.contains("books"), "{shown}");
+            for window in secret.as_bytes().windows(4) {
+                assert!(!shown.contains(std::str::from_utf8(window).unwrap()));
+            }
+        }
+    }
+
+    fn prefix_strategy() -> impl Strategy<Value = Prefix> {
+        "[a-z][a-z0-9]{1,15}".prop_map(|p| Prefix::new(p).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn generated_tokens_parse_and_match_the_regex(prefix in prefix_strategy()) {
+            let token = Token::generate(&prefix);
+            prop_assert!(is_token_shape(token.expose_secret()));
+            let format = TokenFormat::new(prefix.clone()).unwrap();
+            let parsed = format.parse(token.expose_secret()).unwrap();
+            prop_assert_eq!(parsed.prefix(), prefix.as_str());
+            prop_assert_eq!(parsed.expose_secret(), token.expose_secret());
+        }
+
+        #[test]
+        fn every_substitution_is_rejected(
+            prefix in prefix_strategy(),
+            position in any::<prop::sample::Index>(),
+            replacement in prop::sample::select(
+                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-".to_vec()
+            ),
+        ) {
+            let token = Token::generate(&prefix);
+            let mut bytes = token.expose_secret().as_bytes().to_vec();
+            let i = position.index(bytes.len());
+            prop_assume!(bytes[i] != replacement);
+            bytes[i] = replacement;
+            let mutated = String::from_utf8(bytes).unwrap();
+            prop_assert!(Token::parse(&mutated).is_err());
+        }
+
+        #[test]
+        fn every_substitution_of_one_token_is_rejected(prefix in prefix_strategy()) {
+            let token = Token::generate(&prefix);
+            let original = token.expose_secret().as_bytes().to_vec();
+            for i in 0..original.len() {
+                for &c in ALPHABET.iter().chain(b"_") {
+                    if c == original[i] {
+                        continue;
+                    }
+                    let mut bytes = original.clone();
+                    bytes[i] = c;
+                    let mutated = String::from_utf8(bytes).unwrap();
+                    prop_assert!(Token::parse(&mutated).is_err(), "{} at {}", c as char, i);
+                }
+            }
+        }
+
+        #[test]
+        fn every_adjacent_swap_is_rejected(prefix in prefix_strategy()) {
+            let token = Token::generate(&prefix);
+            let original = token.expose_secret().as_bytes().to_vec();
+            for i in 0..original.len() - 1 {
+                if original[i] == original[i + 1] {
+                    continue;
+                }
+                let mut bytes = original.clone();
+                bytes.swap(i, i + 1);
+                let mutated = String::from_utf8(bytes).unwrap();
+                prop_assert!(Token::parse(&mutated).is_err(), "swap at {}", i);
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".{0,80}") {
+            let _ = Token::parse(&s);
+        }
+    }
+}

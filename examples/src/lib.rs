@@ -1,0 +1,1 @@
+//! Runnable applications built with keyward; see the `examples/` directory of the repository.

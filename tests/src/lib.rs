@@ -1,0 +1,1 @@
+//! Shared helpers for keyward's cross-crate integration tests.
