@@ -31,7 +31,11 @@ fn issued() -> IssuedKey {
 fn token_debug_and_display() {
     let issued = issued();
     let token = &issued.token;
-    for shown in [format!("{token:?}"), format!("{token:#?}"), format!("{token}")] {
+    for shown in [
+        format!("{token:?}"),
+        format!("{token:#?}"),
+        format!("{token}"),
+    ] {
         assert_hidden(&shown, token);
     }
 }
@@ -43,7 +47,7 @@ fn issued_key_debug() {
     // compare against the secret part before the hint's characters.
     let shown = format!("{issued:?}");
     let secret = &issued.token.expose_secret()["books_".len()..];
-    for window in secret[..secret.len() - 4].as_bytes().windows(4) {
+    for window in secret.as_bytes()[..secret.len() - 4].windows(4) {
         let part = std::str::from_utf8(window).unwrap();
         assert!(!shown.contains(part), "{part:?} leaked in {shown}");
     }
@@ -60,7 +64,7 @@ fn rotation_debug() {
     );
     let shown = format!("{rotation:?} {token:?}");
     let secret = &token.expose_secret()["books_".len()..];
-    for window in secret[..secret.len() - 4].as_bytes().windows(4) {
+    for window in secret.as_bytes()[..secret.len() - 4].windows(4) {
         assert!(!shown.contains(std::str::from_utf8(window).unwrap()));
     }
 }
@@ -70,6 +74,9 @@ fn hasher_debug_hides_the_pepper() {
     let pepper = "correct-horse-battery-staple";
     let shown = format!("{:?}", TokenHasher::hmac(pepper));
     for window in pepper.as_bytes().windows(4) {
-        assert!(!shown.contains(std::str::from_utf8(window).unwrap()), "{shown}");
+        assert!(
+            !shown.contains(std::str::from_utf8(window).unwrap()),
+            "{shown}"
+        );
     }
 }

@@ -1,0 +1,1 @@
+//! SeaORM key store for keyward.
