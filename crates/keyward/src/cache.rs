@@ -1,0 +1,232 @@
+//! The verification cache: positive entries by digest, a small negative cache, and an index
+//! from key id to digests so a key can be dropped by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use keyward_core::{KeyId, KeyRecord, TokenDigest};
+use moka::sync::Cache;
+
+use crate::principal::Principal;
+
+/// How keyward caches verified keys.
+///
+/// A positive entry holds the key record and the principal built from it (effective scopes
+/// included), so a cache hit costs no store or resolver call; the key's policy (revocation,
+/// expiry, grace period, IP allow-list) is still evaluated on every request against the
+/// cached record. The negative cache remembers digests the store does not know, so a flood
+/// of well-formed but unknown tokens reaches the store once per digest per TTL.
+///
+/// Changes made through the [`Keyward`](crate::Keyward) handle and changes announced by the
+/// store's change feed drop entries at once; the TTL bounds staleness for stores without a
+/// feed.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use keyward::CacheConfig;
+///
+/// let config = CacheConfig::default()
+///     .ttl(Duration::from_secs(30))
+///     .capacity(50_000)
+///     .negative_ttl(Duration::from_secs(2))
+///     .negative_capacity(10_000);
+/// # let _ = config;
+/// let no_cache = CacheConfig::disabled();
+/// # let _ = no_cache;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct CacheConfig {
+    enabled: bool,
+    ttl: Duration,
+    capacity: u64,
+    negative_ttl: Duration,
+    negative_capacity: u64,
+}
+
+impl Default for CacheConfig {
+    /// Positive entries for 60 s (10 000 keys), unknown digests for 5 s (10 000 digests).
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: Duration::from_secs(60),
+            capacity: 10_000,
+            negative_ttl: Duration::from_secs(5),
+            negative_capacity: 10_000,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// No caching: every request reads the store (and runs the resolver).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// How long a verified key is kept.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How many verified keys are kept.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long an unknown digest is remembered; zero turns the negative cache off.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// How many unknown digests are remembered; zero turns the negative cache off.
+    pub fn negative_capacity(mut self, capacity: u64) -> Self {
+        self.negative_capacity = capacity;
+        self
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled && !self.ttl.is_zero() && self.capacity > 0
+    }
+}
+
+/// A verified key as cached.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) record: KeyRecord,
+    pub(crate) grant: Grant,
+}
+
+/// What the key may do, as resolved when it was loaded.
+#[derive(Debug)]
+pub(crate) enum Grant {
+    /// The principal with its effective scopes.
+    Resolved(Principal),
+    /// The resolver said the owner no longer exists.
+    OwnerGone,
+    /// The key was unusable when loaded, so the resolver was not asked.
+    Unresolved,
+}
+
+pub(crate) enum Lookup {
+    Hit(Arc<Entry>),
+    Unknown,
+    Miss,
+}
+
+#[derive(Debug)]
+pub(crate) struct VerifyCache {
+    positive: Cache<TokenDigest, Arc<Entry>>,
+    negative: Option<Cache<TokenDigest, ()>>,
+    /// Key id → digests cached for it. Inserts and invalidations take this lock, so an entry
+    /// read from the store before an invalidation is never inserted after it.
+    index: Mutex<HashMap<KeyId, Vec<TokenDigest>>>,
+    /// Bumped by every invalidation; a lookup that started before a bump does not insert.
+    epoch: AtomicU64,
+}
+
+impl VerifyCache {
+    pub(crate) fn new(config: &CacheConfig) -> Option<Self> {
+        if !config.is_enabled() {
+            return None;
+        }
+        let negative =
+            (!config.negative_ttl.is_zero() && config.negative_capacity > 0).then(|| {
+                Cache::builder()
+                    .time_to_live(config.negative_ttl)
+                    .max_capacity(config.negative_capacity)
+                    .build()
+            });
+        Some(Self {
+            positive: Cache::builder()
+                .time_to_live(config.ttl)
+                .max_capacity(config.capacity)
+                .build(),
+            negative,
+            index: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn get(&self, digest: &TokenDigest) -> Lookup {
+        if let Some(entry) = self.positive.get(digest) {
+            return Lookup::Hit(entry);
+        }
+        match &self.negative {
+            Some(negative) if negative.contains_key(digest) => Lookup::Unknown,
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// The epoch to pass to [`insert`](Self::insert) after reading the store.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, Vec<TokenDigest>>> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, digest: TokenDigest, entry: Arc<Entry>, epoch: u64) {
+        let id = entry.record.id;
+        let mut index = self.lock();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        let digests = index.entry(id).or_default();
+        digests.retain(|d| self.positive.contains_key(d));
+        if !digests.contains(&digest) {
+            digests.push(digest);
+        }
+        self.positive.insert(digest, entry);
+    }
+
+    pub(crate) fn insert_unknown(&self, digest: TokenDigest, epoch: u64) {
+        if let Some(negative) = &self.negative {
+            let _index = self.lock();
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                negative.insert(digest, ());
+            }
+        }
+    }
+
+    /// Drops every cached digest of `id`.
+    pub(crate) fn invalidate_key(&self, id: KeyId) {
+        let digests = {
+            let mut index = self.lock();
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            index.remove(&id)
+        };
+        for digest in digests.unwrap_or_default() {
+            self.positive.invalidate(&digest);
+        }
+    }
+
+    /// Forgets that `digest` was unknown (a key with it was just created).
+    pub(crate) fn forget_unknown(&self, digest: &TokenDigest) {
+        let _index = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(negative) = &self.negative {
+            negative.invalidate(digest);
+        }
+    }
+
+    pub(crate) fn invalidate_all(&self) {
+        let mut index = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        index.clear();
+        self.positive.invalidate_all();
+        if let Some(negative) = &self.negative {
+            negative.invalidate_all();
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The `Keyward` handle: configuration, cache, usage recorder and background tasks.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use ipnet::IpNet;
+use keyward_core::{
+    Clock, KeyChange, KeyStore, ScopeCatalog, StoreError, TokenFormat, TokenHasher,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cache::{CacheConfig, VerifyCache};
+use crate::config::{ErrorResponder, KeywardBuilder};
+use crate::rate::RateLimits;
+use crate::rejection::AuthError;
+use crate::resolver::DynResolver;
+use crate::source::Sources;
+use crate::store::DynStore;
+use crate::usage::UsageRecorder;
+
+/// The API-key handle of an application: verifies requests (through its
+/// [`layer`](Self::layer)), manages keys (create, list, update, revoke, delete, regenerate,
+/// refresh) and keeps the local cache coherent with both.
+///
+/// Cloning is cheap (one reference count) and every clone shares the same cache, usage
+/// counters and background tasks, so keep one in the application state and give clones to
+/// the layer and to the admin router. It has no type parameters: the store is type-erased
+/// (its futures are boxed, which is paid only on a cache miss or a management call).
+///
+/// On graceful shutdown call [`shutdown`](Self::shutdown) so the last counted usage is
+/// written.
+///
+/// # Example
+///
+/// ```
+/// use keyward::{Keyward, MemoryStore, NewKey};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+/// let issued = keyward
+///     .create(NewKey::personal("Backup Script", "alice").scopes(["keys:read"]))
+///     .await?;
+/// println!("your new key, shown once: {}", issued.token.expose_secret());
+///
+/// let principal = keyward.verify(issued.token.expose_secret(), None).await?;
+/// assert_eq!(principal.key_id(), issued.record.id);
+/// keyward.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Keyward {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Keyward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyward")
+            .field("format", &self.inner.format)
+            .field("realm", &self.inner.realm)
+            .field("cache", &self.inner.cache.is_some())
+            .field("resolver", &self.inner.resolver.is_some())
+            .field("trusted_proxies", &self.inner.trusted_proxies)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Parts {
+    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) catalog: ScopeCatalog,
+    pub(crate) format: TokenFormat,
+    pub(crate) hasher: TokenHasher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: CacheConfig,
+    pub(crate) resolver: Option<Box<dyn DynResolver>>,
+    pub(crate) sources: Sources,
+    pub(crate) hide_credentials: bool,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) realm: String,
+    pub(crate) error_response: Option<ErrorResponder>,
+    pub(crate) rate_limits: bool,
+    pub(crate) usage_flush_interval: Duration,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) catalog: ScopeCatalog,
+    pub(crate) format: TokenFormat,
+    pub(crate) hasher: TokenHasher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: Option<VerifyCache>,
+    pub(crate) resolver: Option<Box<dyn DynResolver>>,
+    pub(crate) sources: Sources,
+    pub(crate) hide_credentials: bool,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) realm: String,
+    error_response: Option<ErrorResponder>,
+    pub(crate) rate_limits: Option<RateLimits>,
+    pub(crate) usage: UsageRecorder,
+    usage_flush_interval: Duration,
+    tasks_started: AtomicBool,
+    tasks: Mutex<Tasks>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    flush: Option<JoinHandle<()>>,
+    feed: Option<JoinHandle<()>>,
+    stop: Option<watch::Sender<bool>>,
+}
+
+impl Inner {
+    pub(crate) fn new(parts: Parts) -> Self {
+        Self {
+            cache: VerifyCache::new(&parts.cache),
+            rate_limits: parts
+                .rate_limits
+                .then(|| RateLimits::new(Arc::clone(&parts.clock))),
+            store: parts.store,
+            catalog: parts.catalog,
+            format: parts.format,
+            hasher: parts.hasher,
+            clock: parts.clock,
+            resolver: parts.resolver,
+            sources: parts.sources,
+            hide_credentials: parts.hide_credentials,
+            trusted_proxies: parts.trusted_proxies,
+            realm: parts.realm,
+            error_response: parts.error_response,
+            usage: UsageRecorder::new(),
+            usage_flush_interval: parts.usage_flush_interval,
+            tasks_started: AtomicBool::new(false),
+            tasks: Mutex::new(Tasks::default()),
+        }
+    }
+
+    /// The response for a refusal: the default problem, through the application's hook.
+    pub(crate) fn respond(&self, error: &AuthError) -> Response {
+        let problem = error.to_problem(&self.realm);
+        match &self.error_response {
+            Some(hook) => hook(error, problem),
+            None => problem.into_response(),
+        }
+    }
+
+    pub(crate) async fn flush_usage(&self) -> Result<(), StoreError> {
+        let batch = self.usage.drain();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.store.record_usage(&batch).await {
+            Ok(()) => {
+                tracing::debug!(keys = batch.len(), "keyward usage flushed");
+                Ok(())
+            }
+            Err(err) => {
+                self.usage.restore(&batch);
+                Err(err)
+            }
+        }
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for task in [tasks.flush.take(), tasks.feed.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Keyward {
+    /// Starts configuring keyward on `store`; see [`KeywardBuilder`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn builder(store: impl KeyStore) -> KeywardBuilder {
+        KeywardBuilder::new(store)
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The application's scope catalog.
+    #[must_use]
+    pub fn catalog(&self) -> &ScopeCatalog {
+        &self.inner.catalog
+    }
+
+    /// The token format (issuing and accepted prefixes).
+    #[must_use]
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.inner.format
+    }
+
+    /// The current time of the configured clock.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The realm of the `WWW-Authenticate` challenges.
+    #[must_use]
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// The response keyward sends for `error`, after the application's
+    /// [hook](KeywardBuilder::error_response).
+    #[must_use]
+    pub fn error_response(&self, error: &AuthError) -> Response {
+        self.inner.respond(error)
+    }
+
+    /// Verifies a token presented outside HTTP headers (a WebSocket message, a job
+    /// argument) exactly as the layer does, including the cache, the resolver, the rate
+    /// limit and usage counting. `client_ip` is checked against the key's allow-list.
+    ///
+    /// # Errors
+    ///
+    /// The [`AuthError`] the layer would answer with.
+    pub async fn verify(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<crate::Principal, AuthError> {
+        self.start_tasks();
+        let now = self.inner.clock.now();
+        self.inner
+            .verify_token(token, now, client_ip)
+            .await
+            .map(|admitted| admitted.principal)
+    }
+
+    /// Writes the usage counted since the last flush: one update per key. The background
+    /// task calls this every [flush interval](KeywardBuilder::usage_flush_interval);
+    /// [`shutdown`](Self::shutdown) calls it a last time. On failure the counts are kept for
+    /// the next attempt.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn flush_usage(&self) -> Result<(), StoreError> {
+        self.inner.flush_usage().await
+    }
+
+    /// Graceful shutdown: stops the background tasks and writes the remaining usage. Call it
+    /// after the server has stopped accepting requests (e.g. after `axum::serve(...)
+    /// .with_graceful_shutdown(...)` returns); usage counted after it is written only by
+    /// another [`flush_usage`](Self::flush_usage). A handle dropped without it loses the
+    /// usage counted since the last flush.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, keyward: keyward::Keyward) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
+    ///     .await?;
+    /// keyward.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        let (flush, feed, stop) = {
+            let mut tasks = self.inner.tasks();
+            (tasks.flush.take(), tasks.feed.take(), tasks.stop.take())
+        };
+        if let Some(feed) = feed {
+            feed.abort();
+        }
+        if let Some(stop) = stop {
+            let _ = stop.send(true);
+        }
+        if let Some(flush) = flush {
+            // The task finishes the flush it may be in the middle of, then ends.
+            let _ = flush.await;
+        }
+        if let Err(err) = self.inner.flush_usage().await {
+            tracing::error!(error = %err, "keyward could not write the final usage counts");
+        }
+    }
+
+    /// Starts the usage flush task and the change feed task once, inside a Tokio runtime.
+    pub(crate) fn start_tasks(&self) {
+        if self.inner.tasks_started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.tasks_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let (stop, stopped) = watch::channel(false);
+        let flush = runtime.spawn(flush_loop(
+            Weak::clone(&weak),
+            self.inner.usage_flush_interval,
+            stopped,
+        ));
+        let feed = match (&self.inner.cache, self.inner.store.changes()) {
+            (Some(_), Some(stream)) => Some(runtime.spawn(feed_loop(weak, stream))),
+            _ => None,
+        };
+        let mut tasks = self.inner.tasks();
+        tasks.flush = Some(flush);
+        tasks.feed = feed;
+        tasks.stop = Some(stop);
+    }
+}
+
+async fn flush_loop(inner: Weak<Inner>, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(err) = inner.flush_usage().await {
+            tracing::warn!(error = %err, "keyward could not write usage counts; will retry");
+        }
+    }
+}
+
+async fn feed_loop(inner: Weak<Inner>, mut changes: keyward_core::ChangeStream) {
+    while let Some(change) = changes.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        let Some(cache) = &inner.cache else { return };
+        match change {
+            KeyChange::Changed(id) => {
+                tracing::trace!(key_id = %id, "keyward change feed: key changed");
+                cache.invalidate_key(id);
+            }
+            _ => {
+                tracing::debug!("keyward change feed: resync, dropping the cache");
+                cache.invalidate_all();
+            }
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        tracing::warn!("keyward change feed ended; the cache now relies on its TTL");
+        if let Some(cache) = &inner.cache {
+            cache.invalidate_all();
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Key management through the handle; every change invalidates the local cache at once.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::{HeaderValue, RETRY_AFTER};
+use keyward_core::{
+    GracePeriod, IssuedKey, KeyChanges, KeyId, KeyRecord, ListQuery, NewKey, Page, ScopeSet,
+    SecretRotation, StoreError, StoreErrorKind, ValidationError,
+};
+
+use crate::handle::Keyward;
+use crate::problem::Problem;
+use crate::rejection::{AuthError, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::resolver::ResolverError;
+
+/// The class of a [`ManageError`], for mapping to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ManageErrorKind {
+    /// The input is invalid: 422.
+    Validation,
+    /// No such key: 404.
+    NotFound,
+    /// The key's state does not allow it: 409.
+    Conflict,
+    /// The store or the resolver failed: 503.
+    Unavailable,
+}
+
+/// A failed management operation. The store's error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManageError {
+    /// The input is invalid; the error names the fields (422).
+    #[error(transparent)]
+    Validation(ValidationError),
+    /// No key with this id (404).
+    #[error("no key with id {0}")]
+    NotFound(KeyId),
+    /// The key's state does not allow the change: a revoked key, refresh of a key that never
+    /// expires or is disabled, a duplicate (409).
+    #[error("{}", .0.message())]
+    Conflict(#[source] StoreError),
+    /// The store refused the input (a cursor it did not write) (422).
+    #[error("{}", .0.message())]
+    InvalidInput(#[source] StoreError),
+    /// The store failed (503).
+    #[error("the key store is unavailable")]
+    Unavailable(#[source] StoreError),
+    /// The owner resolver failed (503).
+    #[error("the owner resolver failed")]
+    Resolver(#[source] ResolverError),
+}
+
+impl ManageError {
+    /// The class of error.
+    #[must_use]
+    pub fn kind(&self) -> ManageErrorKind {
+        match self {
+            Self::Validation(_) | Self::InvalidInput(_) => ManageErrorKind::Validation,
+            Self::NotFound(_) => ManageErrorKind::NotFound,
+            Self::Conflict(_) => ManageErrorKind::Conflict,
+            Self::Unavailable(_) | Self::Resolver(_) => ManageErrorKind::Unavailable,
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self.kind() {
+            ManageErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            ManageErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ManageErrorKind::Conflict => StatusCode::CONFLICT,
+            ManageErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn from_store(err: StoreError, id: Option<KeyId>) -> Self {
+        match (err.kind(), id) {
+            (StoreErrorKind::NotFound, Some(id)) => Self::NotFound(id),
+            (StoreErrorKind::Conflict, _) => Self::Conflict(err),
+            (StoreErrorKind::InvalidInput, _) => Self::InvalidInput(err),
+            _ => Self::Unavailable(err),
+        }
+    }
+
+    /// The problem+json response: `error` is `validation_failed` (with an `errors` member
+    /// listing `{field, message}`), `not_found`, `conflict` or `temporarily_unavailable`
+    /// (with `Retry-After`).
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Self::Validation(err) => {
+                let errors: Vec<serde_json::Value> = err
+                    .errors()
+                    .iter()
+                    .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+                    .collect();
+                Problem::new(self.status(), "validation_failed")
+                    .detail(err.to_string())
+                    .member("errors", errors)
+            }
+            Self::InvalidInput(err) => {
+                Problem::new(self.status(), "validation_failed").detail(err.message())
+            }
+            Self::NotFound(_) => Problem::new(self.status(), "not_found").detail("no such key"),
+            Self::Conflict(err) => Problem::new(self.status(), "conflict").detail(err.message()),
+            Self::Unavailable(_) | Self::Resolver(_) => {
+                Problem::new(self.status(), "temporarily_unavailable")
+                    .detail("API keys cannot be managed right now; try again shortly")
+                    .header(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS))
+            }
+        }
+    }
+}
+
+impl From<ValidationError> for ManageError {
+    fn from(err: ValidationError) -> Self {
+        Self::Validation(err)
+    }
+}
+
+impl IntoResponse for ManageError {
+    fn into_response(self) -> Response {
+        if self.kind() == ManageErrorKind::Unavailable {
+            tracing::error!(
+                error = &self as &dyn std::error::Error,
+                "key management failed"
+            );
+        }
+        self.to_problem().into_response()
+    }
+}
+
+impl Keyward {
+    fn invalidate(&self, id: KeyId) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_key(id);
+        }
+    }
+
+    /// Validates `new` against the catalog, generates its token and stores the key. The
+    /// token is in the result and nowhere else: show it once.
+    ///
+    /// Whether the caller may create this key (its own scopes, admin-only service keys) is
+    /// the caller's decision; the admin router makes it.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Validation`] naming the fields, or the store's error.
+    pub async fn create(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
+        let inner = &self.inner;
+        let issued = new.issue(
+            &inner.catalog,
+            &inner.format,
+            &inner.hasher,
+            inner.clock.now(),
+        )?;
+        inner
+            .store
+            .insert(issued.record.clone())
+            .await
+            .map_err(|e| ManageError::from_store(e, None))?;
+        if let Some(cache) = &inner.cache {
+            cache.forget_unknown(&issued.record.digest);
+        }
+        tracing::info!(key_id = %issued.record.id, kind = %issued.record.kind, "api key created");
+        Ok(issued)
+    }
+
+    /// The key with `id`, revoked or not.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`], or the store's error.
+    pub async fn get(&self, id: KeyId) -> Result<KeyRecord, ManageError> {
+        self.inner
+            .store
+            .get(id)
+            .await
+            .map_err(|e| ManageError::from_store(e, Some(id)))?
+            .ok_or(ManageError::NotFound(id))
+    }
+
+    /// A page of keys, newest first.
+    ///
+    /// # Errors
+    ///
+    /// The store's error ([`ManageError::InvalidInput`] for a foreign cursor).
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, ManageError> {
+        self.inner
+            .store
+            .list(query)
+            .await
+            .map_err(|e| ManageError::from_store(e, None))
+    }
+
+    /// Applies `changes` (validated against the catalog) and drops the key from the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Validation`], [`ManageError::NotFound`], [`ManageError::Conflict`] for a
+    /// revoked key, or the store's error.
+    pub async fn update(&self, id: KeyId, changes: KeyChanges) -> Result<KeyRecord, ManageError> {
+        let update = changes.validate(&self.inner.catalog)?;
+        let result = self
+            .inner
+            .store
+            .update(id, &update, self.inner.clock.now())
+            .await;
+        self.invalidate(id);
+        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
+        tracing::info!(key_id = %id, "api key updated");
+        Ok(record)
+    }
+
+    /// Revokes the key; the next request with it fails, on this instance at once, on others
+    /// through the store's change feed (or the cache TTL).
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`], or the store's error.
+    pub async fn revoke(&self, id: KeyId) -> Result<KeyRecord, ManageError> {
+        let result = self.inner.store.revoke(id, self.inner.clock.now()).await;
+        self.invalidate(id);
+        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
+        tracing::info!(key_id = %id, "api key revoked");
+        Ok(record)
+    }
+
+    /// Deletes the key permanently.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`], or the store's error.
+    pub async fn delete(&self, id: KeyId) -> Result<(), ManageError> {
+        let result = self.inner.store.delete(id).await;
+        self.invalidate(id);
+        result.map_err(|e| ManageError::from_store(e, Some(id)))?;
+        tracing::info!(key_id = %id, "api key deleted");
+        Ok(())
+    }
+
+    /// Gives the key a new secret (same id, name, scopes, owner, IPs, lifetime). The old
+    /// token stops at once, or at the end of `grace`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`], [`ManageError::Conflict`] for a revoked key, or the store's
+    /// error.
+    pub async fn regenerate(
+        &self,
+        id: KeyId,
+        grace: Option<GracePeriod>,
+    ) -> Result<IssuedKey, ManageError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let (rotation, token) = SecretRotation::generate(&inner.format, &inner.hasher, grace, now);
+        let result = inner.store.replace_secret(id, &rotation, now).await;
+        self.invalidate(id);
+        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
+        if let Some(cache) = &inner.cache {
+            cache.forget_unknown(&record.digest);
+        }
+        tracing::info!(key_id = %id, grace_seconds = grace.map_or(0, GracePeriod::as_secs), "api key regenerated");
+        Ok(IssuedKey { record, token })
+    }
+
+    /// Extends the key's expiry to now + its lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`], [`ManageError::Conflict`] for a revoked, disabled or
+    /// never-expiring key, or the store's error.
+    pub async fn refresh(&self, id: KeyId) -> Result<KeyRecord, ManageError> {
+        let result = self.inner.store.refresh(id, self.inner.clock.now()).await;
+        self.invalidate(id);
+        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
+        tracing::info!(key_id = %id, "api key refreshed");
+        Ok(record)
+    }
+
+    /// The scopes the key may use now: its scopes with their implications, bounded by the
+    /// owner's current grants for a personal key when a resolver is configured. Empty when
+    /// the resolver says the owner is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Resolver`] when the resolver fails.
+    pub async fn effective_scopes(&self, record: &KeyRecord) -> Result<ScopeSet, ManageError> {
+        match self.inner.resolve(record).await {
+            Ok(Some(principal)) => Ok(principal.scopes().clone()),
+            Ok(None) => Ok(ScopeSet::new()),
+            Err(AuthError::ResolverFailed(err)) => Err(ManageError::Resolver(err)),
+            Err(other) => Err(ManageError::Resolver(ResolverError::msg(other.to_string()))),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Why a request was refused, and the response that says so (DESIGN section 5).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::StatusCode;
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use keyward_core::{Denial, StoreError};
+
+use crate::problem::Problem;
+use crate::resolver::ResolverError;
+
+/// Seconds a client is asked to wait after a 503.
+pub(crate) const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// Why a presented token is not accepted. Every reason answers 401 `invalid_token`; the
+/// description names only expired, revoked and disabled keys, never what was wrong with a
+/// malformed token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// Not a token of this application: wrong shape, check digits or prefix.
+    Malformed,
+    /// Well formed, but no key has it.
+    Unknown,
+    /// Replaced by a regenerate, and its grace period is over.
+    Superseded,
+    /// The key was revoked.
+    Revoked,
+    /// The key is disabled.
+    Inactive,
+    /// The key has expired.
+    Expired,
+    /// The key's owner no longer exists (the owner resolver said so).
+    OwnerGone,
+}
+
+impl InvalidToken {
+    /// The `error_description` and `detail` shown to the client.
+    #[must_use]
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Revoked => "the API key was revoked",
+            Self::Expired => "the API key has expired",
+            Self::Inactive => "the API key is disabled",
+            Self::Malformed | Self::Unknown | Self::Superseded | Self::OwnerGone => {
+                "the API key is not valid"
+            }
+        }
+    }
+
+    /// A short name for logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Superseded => "superseded",
+            Self::Revoked => "revoked",
+            Self::Inactive => "inactive",
+            Self::Expired => "expired",
+            Self::OwnerGone => "owner_gone",
+        }
+    }
+}
+
+/// A refused request. The layer, the extractors and the scope guards answer with
+/// [`to_problem`](Self::to_problem) (or the application's
+/// [hook](crate::KeywardBuilder::error_response)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The route needs a credential and the request has none: 401.
+    #[error("no API key was presented")]
+    MissingCredential,
+    /// The presented token is not accepted: 401 `invalid_token`.
+    #[error("the API key is not accepted ({})", .0.as_str())]
+    InvalidToken(InvalidToken),
+    /// Two different tokens in one request: 400 `invalid_request`.
+    #[error("the request carries two different API keys")]
+    ConflictingCredentials,
+    /// The client's address is not in the key's allow-list: 403 `ip_not_allowed`.
+    #[error("the client address is not allowed to use this key")]
+    IpNotAllowed,
+    /// The key lacks a scope the route needs: 403 `insufficient_scope`.
+    #[error("the API key lacks the scope {scope}")]
+    InsufficientScope {
+        /// The scopes the route needs, space separated.
+        scope: Cow<'static, str>,
+    },
+    /// The key's rate limit is used up: 429.
+    #[error("the API key's rate limit of {limit} requests per minute is exceeded")]
+    RateLimited {
+        /// Requests per minute.
+        limit: u32,
+        /// How long until the next request is allowed.
+        retry_after: Duration,
+    },
+    /// The key store failed: 503, never 401 or 403.
+    #[error("the key store is unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    /// The owner resolver failed: 503.
+    #[error("the owner resolver failed")]
+    ResolverFailed(#[source] ResolverError),
+    /// A `Principal` extractor or scope guard ran on a route without the keyward layer: 500.
+    #[error(
+        "no keyward layer on this route: add `.layer(keyward.layer())` to the router (outside the route) before using keyward extractors or scope guards"
+    )]
+    LayerMissing,
+}
+
+impl From<Denial> for AuthError {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::IpNotAllowed => Self::IpNotAllowed,
+            Denial::Revoked => Self::InvalidToken(InvalidToken::Revoked),
+            Denial::Inactive => Self::InvalidToken(InvalidToken::Inactive),
+            Denial::Expired => Self::InvalidToken(InvalidToken::Expired),
+            _ => Self::InvalidToken(InvalidToken::Superseded),
+        }
+    }
+}
+
+impl AuthError {
+    /// The response status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingCredential | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::ConflictingCredentials => StatusCode::BAD_REQUEST,
+            Self::IpNotAllowed | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LayerMissing => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body's `error` member.
+    #[must_use]
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            Self::MissingCredential => "missing_credential",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::ConflictingCredentials => "invalid_request",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => "temporarily_unavailable",
+            Self::LayerMissing => "keyward_layer_missing",
+        }
+    }
+
+    /// A short outcome name for logs and spans.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::InvalidToken(reason) => reason.as_str(),
+            other => other.error_code(),
+        }
+    }
+
+    fn detail(&self) -> Cow<'static, str> {
+        match self {
+            Self::MissingCredential => "this resource needs an API key".into(),
+            Self::InvalidToken(reason) => reason.description().into(),
+            Self::ConflictingCredentials => {
+                "the request carries two different API keys; send one".into()
+            }
+            Self::IpNotAllowed => "this API key may not be used from this address".into(),
+            Self::InsufficientScope { scope } => {
+                format!("this resource needs the scope {scope}").into()
+            }
+            Self::RateLimited { limit, .. } => {
+                format!("this API key may make {limit} requests per minute").into()
+            }
+            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
+                "API keys cannot be checked right now; try again shortly".into()
+            }
+            Self::LayerMissing => self.to_string().into(),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for `realm`, where RFC 6750 asks for one.
+    #[must_use]
+    pub fn challenge(&self, realm: &str) -> Option<HeaderValue> {
+        let value = match self {
+            Self::MissingCredential => format!("Bearer realm=\"{realm}\""),
+            Self::InvalidToken(reason) => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                reason.description()
+            ),
+            Self::ConflictingCredentials => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"two different API keys\""
+            ),
+            Self::InsufficientScope { scope } => {
+                format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\"")
+            }
+            _ => return None,
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+
+    /// The default response: status, headers and an `application/problem+json` body.
+    pub fn to_problem(&self, realm: &str) -> Problem {
+        let mut problem = Problem::new(self.status(), self.error_code()).detail(self.detail());
+        if let Some(challenge) = self.challenge(realm) {
+            problem = problem.header(WWW_AUTHENTICATE, challenge);
+        }
+        match self {
+            Self::InsufficientScope { scope } => {
+                problem = problem.member("scope", scope.as_ref());
+            }
+            Self::RateLimited { limit, retry_after } => {
+                let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let wait = HeaderValue::from(wait.max(1));
+                problem = problem
+                    .header(RETRY_AFTER, wait.clone())
+                    .header(
+                        HeaderName::from_static("ratelimit-limit"),
+                        HeaderValue::from(*limit),
+                    )
+                    .header(
+                        HeaderName::from_static("ratelimit-remaining"),
+                        HeaderValue::from(0),
+                    )
+                    .header(HeaderName::from_static("ratelimit-reset"), wait)
+                    .header(
+                        HeaderName::from_static("ratelimit-policy"),
+                        HeaderValue::from_str(&format!("{limit};w=60"))
+                            .unwrap_or(HeaderValue::from_static("")),
+                    );
+            }
+            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
+                problem =
+                    problem.header(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        problem
+    }
+}
