@@ -1,1 +1,83 @@
-//! SeaORM key store for keyward.
+//! SeaORM key store for keyward: SQLite (the default), PostgreSQL and MySQL/MariaDB.
+//!
+//! [`SeaOrmStore`] implements keyward's `KeyStore` on a SeaORM [`DatabaseConnection`]. Keys
+//! live in one table, `keyward_keys`, created by [`migrate`]; keyward records its migrations
+//! in its own table, `keyward_migrations`, so they never mix with the application's.
+//!
+//! # Quick start
+//!
+//! ```
+//! use keyward_core::{KeyStore, ListQuery};
+//! use keyward_sea_orm::SeaOrmStore;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! // e.g. "sqlite://keys.db?mode=rwc", "postgres://…" or "mysql://…"
+//! let store = SeaOrmStore::connect("sqlite::memory:").await?;
+//! // Constructors never touch the schema: migrate explicitly, once, at start-up or deploy.
+//! keyward_sea_orm::migrate(store.connection()).await?;
+//!
+//! let page = store.list(&ListQuery::default()).await?;
+//! assert!(page.keys.is_empty());
+//! # Ok::<(), keyward_core::StoreError>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Backends
+//!
+//! Enable the one you use with a feature: `sqlite` (on by default), `postgres`, `mysql`
+//! (MySQL and MariaDB). Every backend keeps timestamps to the microsecond, counts usage
+//! exactly under concurrent flushes, and finds a key by digest with one indexed query.
+//!
+//! On PostgreSQL the store also has a change feed: every revoke, delete, update, disable,
+//! regenerate and refresh sends `NOTIFY keyward_key_changes, '<key id>'` inside its
+//! transaction, and `KeyStore::changes` listens on a dedicated connection, reconnecting with
+//! backoff and yielding `KeyChange::Resync` whenever notifications may have been missed.
+//!
+//! # Errors
+//!
+//! Operations fail with keyward's `StoreError`. Connection, pool and statement failures are
+//! `Unavailable` (the middleware answers 503), duplicate ids or digests are `Conflict`,
+//! unknown ids `NotFound`; the SeaORM error is kept as the source.
+
+pub mod entity;
+#[cfg(feature = "postgres")]
+mod feed;
+pub mod migration;
+mod row;
+mod error;
+mod store;
+
+pub use sea_orm::{ConnectOptions, DatabaseConnection};
+pub use store::SeaOrmStore;
+
+use keyward_core::StoreError;
+
+/// The PostgreSQL notification channel of the change feed; each payload is a key id.
+pub const CHANGE_CHANNEL: &str = "keyward_key_changes";
+use sea_orm_migration::MigratorTrait;
+
+/// Creates or updates keyward's tables. Safe to run on every start: applied migrations are
+/// recorded in `keyward_migrations` and skipped.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let db = sea_orm::Database::connect("sqlite::memory:").await?;
+/// keyward_sea_orm::migrate(&db).await?;
+/// keyward_sea_orm::migrate(&db).await?; // nothing left to do
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Unavailable`](keyward_core::StoreErrorKind::Unavailable) when the
+/// database cannot be reached or refuses a statement; the SeaORM error is the source.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migration::Migrator::up(db, None)
+        .await
+        .map_err(error::db_error)
+}

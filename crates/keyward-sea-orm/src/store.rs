@@ -1,0 +1,470 @@
+//! [`SeaOrmStore`]: the [`KeyStore`] on a SeaORM connection.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use keyward_core::{
+    ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page, RuleError,
+    SecretRotation, StoreError, TokenDigest, UsageUpdate,
+};
+use sea_orm::sea_query::{Expr, Query, UpdateStatement};
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, Iterable, ModelTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
+};
+
+use crate::CHANGE_CHANNEL;
+use crate::entity::{ActiveModel, Column, Entity, Model};
+use crate::error::db_error;
+use crate::row::{from_model, micros, to_model};
+
+/// A [`KeyStore`] on SQLite, PostgreSQL or MySQL/MariaDB through SeaORM.
+///
+/// Cloning is cheap: clones share the connection pool. The schema is not created by the
+/// constructors; run [`migrate`](crate::migrate) once (at deployment or start-up) first.
+///
+/// On PostgreSQL every change is announced with `NOTIFY` and [`KeyStore::changes`] returns a
+/// feed that other instances use to drop cached keys within a second. Other backends have no
+/// feed; caches then rely on their TTL.
+///
+/// # Example
+///
+/// ```
+/// use chrono::Utc;
+/// use keyward_core::{KeyStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
+/// use keyward_sea_orm::SeaOrmStore;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let store = SeaOrmStore::connect("sqlite::memory:").await?;
+/// keyward_sea_orm::migrate(store.connection()).await?;
+///
+/// let catalog = ScopeCatalog::builder().scope("books:read", "Read books").build()?;
+/// let hasher = TokenHasher::sha256();
+/// let issued = NewKey::personal("Backup Script", "alice")
+///     .scopes(["books:read"])
+///     .issue(&catalog, &TokenFormat::new("books")?, &hasher, Utc::now())?;
+/// store.insert(issued.record.clone()).await?;
+///
+/// let found = store.find_by_digest(&hasher.digest(&issued.token), Utc::now()).await?;
+/// assert_eq!(found.map(|key| key.id), Some(issued.record.id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+    #[cfg(feature = "postgres")]
+    feed: Option<std::sync::Arc<crate::feed::PgFeed>>,
+}
+
+impl SeaOrmStore {
+    /// A store on an open connection. Does not touch the schema; see [`migrate`](crate::migrate).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let db = sea_orm::Database::connect("sqlite::memory:").await?;
+    /// keyward_sea_orm::migrate(&db).await?;
+    /// let store = keyward_sea_orm::SeaOrmStore::new(db);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        #[cfg(feature = "postgres")]
+        let feed = match &db {
+            DatabaseConnection::SqlxPostgresPoolConnection(_) => Some(crate::feed::PgFeed::new(
+                &db.get_postgres_connection_pool().connect_options(),
+            )),
+            _ => None,
+        };
+        Self {
+            db,
+            #[cfg(feature = "postgres")]
+            feed,
+        }
+    }
+
+    /// Connects to `options` (a URL such as `sqlite://keys.db?mode=rwc`,
+    /// `postgres://…` or `mysql://…`, or SeaORM [`ConnectOptions`]).
+    ///
+    /// Only connects: call [`migrate`](crate::migrate) with [`connection`](Self::connection)
+    /// before the first use, or use [`connect_and_migrate`](Self::connect_and_migrate).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](keyward_core::StoreErrorKind::Unavailable) when the
+    /// database cannot be reached or the URL is not understood.
+    pub async fn connect(options: impl Into<ConnectOptions>) -> Result<Self, StoreError> {
+        let db = Database::connect(options).await.map_err(db_error)?;
+        Ok(Self::new(db))
+    }
+
+    /// Connects to `options` and brings the schema up to date.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// use keyward_core::{KeyStore, ListQuery};
+    ///
+    /// let store = keyward_sea_orm::SeaOrmStore::connect_and_migrate("sqlite::memory:").await?;
+    /// assert!(store.list(&ListQuery::default()).await?.keys.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect) and [`migrate`](crate::migrate).
+    pub async fn connect_and_migrate(options: impl Into<ConnectOptions>) -> Result<Self, StoreError> {
+        let store = Self::connect(options).await?;
+        crate::migrate(store.connection()).await?;
+        Ok(store)
+    }
+
+    /// The underlying connection pool, e.g. for [`migrate`](crate::migrate).
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The `application_name` of the change feed's listening connections on PostgreSQL, so
+    /// they can be told apart in `pg_stat_activity`; `None` on other backends.
+    #[must_use]
+    pub fn feed_application_name(&self) -> Option<&str> {
+        #[cfg(feature = "postgres")]
+        if let Some(feed) = &self.feed {
+            return Some(feed.application_name());
+        }
+        None
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn begin(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.db.begin().await.map_err(db_error)
+    }
+
+    /// Reads the key under a write lock, applies `change`, writes back only the columns that
+    /// changed, notifies, and returns the record as stored.
+    ///
+    /// Usage columns are never written here, so a usage flush running at the same time is
+    /// neither lost nor overwritten.
+    async fn modify(
+        &self,
+        id: KeyId,
+        change: impl FnOnce(&mut KeyRecord) -> Result<(), RuleError> + Send,
+    ) -> Result<KeyRecord, StoreError> {
+        let txn = self.begin().await?;
+        let before = lock_row(&txn, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(id))?;
+        let mut record = from_model(before.clone())?;
+        change(&mut record)?;
+        let after = to_model(&record)?;
+        let changed = write_changes(&txn, &before, &after).await?;
+        if changed {
+            notify(&txn, id).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        if changed {
+            self.announce(id);
+        }
+        from_model(after)
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_self))]
+    fn announce(&self, id: KeyId) {
+        #[cfg(feature = "postgres")]
+        if let Some(feed) = &self.feed {
+            feed.announce(id);
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = id;
+    }
+}
+
+/// Reads a row so that no other writer can change it before this transaction ends.
+async fn lock_row(txn: &DatabaseTransaction, id: KeyId) -> Result<Option<Model>, StoreError> {
+    let uuid = *id.as_uuid();
+    let find = Entity::find_by_id(uuid);
+    let find = if txn.get_database_backend() == DbBackend::Sqlite {
+        // SQLite has no row locks. Writing first takes the database's write lock (waiting for
+        // other writers as configured), so the row cannot change between the read and the
+        // write-back, and the transaction never fails to upgrade from reader to writer.
+        Entity::update_many()
+            .col_expr(Column::Id, Expr::col(Column::Id).into())
+            .filter(Column::Id.eq(uuid))
+            .exec(txn)
+            .await
+            .map_err(db_error)?;
+        find
+    } else {
+        find.lock_exclusive()
+    };
+    find.one(txn).await.map_err(db_error)
+}
+
+/// Columns only the usage recorder writes.
+fn is_usage_column(column: Column) -> bool {
+    matches!(
+        column,
+        Column::UsageCount | Column::LastUsedAt | Column::LastUsedIp
+    )
+}
+
+/// Writes the columns in which `after` differs from `before`; returns whether there were any.
+async fn write_changes(
+    txn: &DatabaseTransaction,
+    before: &Model,
+    after: &Model,
+) -> Result<bool, StoreError> {
+    let mut changes = ActiveModel::new();
+    let mut changed = false;
+    for column in Column::iter().filter(|c| !matches!(c, Column::Id) && !is_usage_column(*c)) {
+        let value = after.get(column);
+        if before.get(column) != value {
+            changes.set(column, value);
+            changed = true;
+        }
+    }
+    if changed {
+        Entity::update_many()
+            .set(changes)
+            .filter(Column::Id.eq(before.id))
+            .exec(txn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(changed)
+}
+
+/// On PostgreSQL, queues `NOTIFY keyward_key_changes, '<id>'`; it is delivered when (and only
+/// if) the transaction commits.
+async fn notify(txn: &DatabaseTransaction, id: KeyId) -> Result<(), StoreError> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANGE_CHANNEL.into(), id.to_string().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Usage of one key, merged over a batch.
+struct MergedUsage {
+    count: u64,
+    last_used_at: DateTime<Utc>,
+    last_used_ip: Option<IpAddr>,
+}
+
+/// Merges a batch by key, in id order so that concurrent batches lock rows in the same order
+/// and cannot deadlock each other.
+fn merge(batch: &[UsageUpdate]) -> BTreeMap<KeyId, MergedUsage> {
+    let mut merged: BTreeMap<KeyId, MergedUsage> = BTreeMap::new();
+    for usage in batch {
+        merged
+            .entry(usage.id)
+            .and_modify(|m| {
+                m.count = m.count.saturating_add(usage.count);
+                if m.last_used_at <= usage.last_used_at {
+                    m.last_used_at = usage.last_used_at;
+                    m.last_used_ip = usage.last_used_ip;
+                }
+            })
+            .or_insert(MergedUsage {
+                count: usage.count,
+                last_used_at: usage.last_used_at,
+                last_used_ip: usage.last_used_ip,
+            });
+    }
+    merged
+}
+
+/// One statement per key: add to the counter in the database (never read-modify-write), and
+/// move `last_used_*` only forwards.
+///
+/// MySQL evaluates `SET` assignments left to right against already updated columns, so the
+/// address is assigned before the time it is compared with.
+fn usage_statement(id: KeyId, usage: &MergedUsage) -> UpdateStatement {
+    let count = i64::try_from(usage.count).unwrap_or(i64::MAX);
+    let at = micros(usage.last_used_at);
+    let newer = || {
+        Condition::any()
+            .add(Expr::col(Column::LastUsedAt).is_null())
+            .add(Expr::col(Column::LastUsedAt).lte(at))
+    };
+    let ip = usage.last_used_ip.map(|ip| ip.to_string());
+    Query::update()
+        .table(Entity)
+        .value(Column::UsageCount, Expr::col(Column::UsageCount).add(count))
+        .value(
+            Column::LastUsedIp,
+            Expr::case(newer(), Expr::val(ip)).finally(Expr::col(Column::LastUsedIp)),
+        )
+        .value(
+            Column::LastUsedAt,
+            Expr::case(newer(), Expr::val(at)).finally(Expr::col(Column::LastUsedAt)),
+        )
+        .and_where(Expr::col(Column::Id).eq(*id.as_uuid()))
+        .to_owned()
+}
+
+impl KeyStore for SeaOrmStore {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let model = to_model(&record)?;
+        Entity::insert(ActiveModel::from(model).reset_all())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn find_by_digest(
+        &self,
+        digest: &TokenDigest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let bytes = digest.as_bytes().to_vec();
+        let rows = Entity::find()
+            .filter(
+                Condition::any().add(Column::Digest.eq(bytes.clone())).add(
+                    Condition::all()
+                        .add(Column::PreviousDigest.eq(bytes))
+                        .add(Column::PreviousValidUntil.gt(now)),
+                ),
+            )
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            let record = from_model(row)?;
+            if record.matches(digest, now) {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn get(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Entity::find_by_id(*id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .map(from_model)
+            .transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.effective_limit();
+        let mut select = Entity::find()
+            .order_by_desc(Column::Id)
+            .limit(u64::try_from(limit + 1).unwrap_or(u64::MAX));
+        if let Some(owner) = &query.owner {
+            select = select.filter(Column::Owner.eq(owner.as_str()));
+        }
+        if !query.include_revoked {
+            select = select.filter(Column::RevokedAt.is_null());
+        }
+        if let Some(cursor) = query.cursor {
+            select = select.filter(Column::Id.lt(*cursor.key_id().as_uuid()));
+        }
+        let keys = select
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(from_model)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(keys, limit))
+    }
+
+    async fn update(
+        &self,
+        id: KeyId,
+        update: &KeyUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |record| record.apply(update, now)).await
+    }
+
+    async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |record| {
+            record.revoke(now);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
+        let txn = self.begin().await?;
+        let deleted = Entity::delete_by_id(*id.as_uuid())
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::not_found(id));
+        }
+        notify(&txn, id).await?;
+        txn.commit().await.map_err(db_error)?;
+        self.announce(id);
+        Ok(())
+    }
+
+    async fn replace_secret(
+        &self,
+        id: KeyId,
+        rotation: &SecretRotation,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |record| record.rotate(rotation, now)).await
+    }
+
+    async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+        self.modify(id, |record| record.refresh(now)).await
+    }
+
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
+        let merged = merge(batch);
+        let backend = self.backend();
+        if let [(id, usage)] = merged.iter().collect::<Vec<_>>()[..] {
+            // A single statement is atomic by itself.
+            self.db
+                .execute(backend.build(&usage_statement(*id, usage)))
+                .await
+                .map_err(db_error)?;
+            return Ok(());
+        }
+        if merged.is_empty() {
+            return Ok(());
+        }
+        // All or nothing, so a recorder that retries a failed batch never counts twice.
+        let txn = self.begin().await?;
+        for (id, usage) in &merged {
+            txn.execute(backend.build(&usage_statement(*id, usage)))
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    fn changes(&self) -> Option<ChangeStream> {
+        #[cfg(feature = "postgres")]
+        if let Some(feed) = &self.feed {
+            return feed.subscribe();
+        }
+        None
+    }
+}
