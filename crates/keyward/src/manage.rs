@@ -138,6 +138,22 @@ impl Keyward {
         }
     }
 
+    /// Drops the cached entry of key `id` on this instance, so its record and its owner's
+    /// grants are read again on its next use. Management calls do this themselves; call it
+    /// when something the [`OwnerResolver`](crate::OwnerResolver) reads changed for one key's
+    /// owner.
+    pub fn invalidate_key(&self, id: KeyId) {
+        self.invalidate(id);
+    }
+
+    /// Drops every cached key on this instance, e.g. after a user's role changed, so that the
+    /// owner resolver is asked again on each key's next use.
+    pub fn invalidate_all(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+        }
+    }
+
     /// Validates `new` against the catalog, generates its token and stores the key. The
     /// token is in the result and nowhere else: show it once.
     ///
