@@ -1,2 +1,324 @@
 //! Key management for keyward: a mountable axum router with JSON routes, an OpenAPI 3.1
 //! document and a management page.
+//!
+//! # Quick start
+//!
+//! ```
+//! use axum::Router;
+//! use axum::extract::FromRef;
+//! use keyward::{Keyward, MemoryStore, ScopeCatalog};
+//!
+//! #[derive(Clone, FromRef)]
+//! struct AppState {
+//!     keys: Keyward,
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let catalog = ScopeCatalog::builder()
+//!     .scope("books:read", "Read the book collection")
+//!     .scope("books:write", "Add and change books")
+//!     .implies("books:write", "books:read")
+//!     .build()?;
+//! let keys = Keyward::builder(MemoryStore::new())
+//!     .prefix("books")
+//!     .catalog(catalog)
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     // GET /api/v1/tokens/keys, POST /api/v1/tokens/keys, ..., GET /api/v1/tokens/ui
+//!     .nest("/api/v1/tokens", keyward_admin::router())
+//!     .layer(keys.layer())
+//!     .with_state(AppState { keys });
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The router takes the [`Keyward`] handle from the application state through
+//! [`FromRef`](axum::extract::FromRef) and never calls `with_state` itself. It needs the
+//! keyward layer outside it (on the application, or on the nest), so that requests carry
+//! their [`Principal`](keyward::Principal). Every change goes through the handle, so the
+//! middleware's cache forgets a revoked, disabled or regenerated key at once.
+//!
+//! # Routes
+//!
+//! Relative to where the router is mounted ([`routes`] lists them):
+//!
+//! | method, path | does | success |
+//! |---|---|---|
+//! | `GET /scopes` | the catalog | 200 `{"scopes":[{"name","description"}]}` |
+//! | `GET /keys` | own keys; every owner's with `keys:admin`; `owner`, `include_revoked`, `limit` (1–100, default 100), `cursor` | 200 `{"keys":[…],"next_cursor":…}` |
+//! | `POST /keys` | create | 201 `{"key":{…},"token":"…"}` |
+//! | `GET /keys/{id}` | one key | 200 key object |
+//! | `PATCH /keys/{id}` | change `name`, `scopes`, `active`, `allowed_ips`, `rate_limit`, `metadata` | 200 key object |
+//! | `DELETE /keys/{id}` | delete permanently | 204 |
+//! | `POST /keys/{id}/revoke` | revoke, keep the record | 200 key object |
+//! | `POST /keys/{id}/regenerate` | new token; optional `grace_seconds` (≤ 86400) | 200 `{"key":{…},"token":"…"}` |
+//! | `POST /keys/{id}/refresh` | expiry = now + the key's lifetime | 200 key object |
+//! | `GET /self` | the presenting key and its effective scopes | 200 `{"key":{…},"effective_scopes":[…]}` |
+//! | `POST /self/refresh` | refresh the presenting key | 200 key object |
+//! | `GET /openapi.json` | the [OpenAPI 3.1 document](openapi) | 200 |
+//! | `GET /ui` (feature `ui`) | the management page, with `/ui/app.js` and `/ui/app.css` | 200 HTML |
+//!
+//! Listing pages are newest first; the cursor is opaque, and keys created while a client
+//! pages through never shift the pages it has yet to read.
+//!
+//! # Who may do what
+//!
+//! The caller is an [`Actor`]: by default the keyward key of the request; with
+//! [`router_with`] also the application's own session (see [`ActorSource`], and
+//! [`Precedence`] for a request that carries both).
+//!
+//! * No key and no session: 401. Reads need `keys:read`, changes `keys:write`: 403
+//!   `insufficient_scope` naming the scope.
+//! * Without `keys:admin` an actor sees and changes only the keys it owns; another owner's key
+//!   id answers 404, exactly like an unknown id. Only `keys:admin` lists every owner's keys,
+//!   filters with `?owner=`, creates service keys and keys for other owners (403 naming
+//!   `keys:admin` otherwise).
+//! * No escalation: a key is never created with, or changed to hold, a scope the actor does
+//!   not hold itself, and an actor never regenerates (and so receives a token for) a key
+//!   holding a scope it lacks: 403 `insufficient_scope` naming the scope. A scope outside the
+//!   catalog is 422 naming `scopes`.
+//! * A service key has no user to own keys: it manages keys only with `keys:admin`.
+//! * `GET /self` and `POST /self/refresh` need a presented key (401 otherwise) but no
+//!   management scope: a key may always see and refresh itself.
+//! * A session may change keys only from pages of the same origin (`Sec-Fetch-Site` /
+//!   `Origin`), so a cookie cannot be ridden by another site.
+//!
+//! # Errors
+//!
+//! Every error is `application/problem+json` ([`AdminError`]): a body that is not JSON is
+//! 400, a body without `Content-Type: application/json` 415, an invalid or unknown member or
+//! query parameter 422 with `field` naming it, a store failure 503 (never 401 or 403).
+//!
+//! # Audit
+//!
+//! Every change emits one `tracing` event on the target `keyward::audit` with the fields
+//! `actor`, `key_id` and `action` (`create`, `update`, `revoke`, `delete`, `regenerate`,
+//! `refresh`). Tokens never appear in events.
+//!
+//! # Features
+//!
+//! * `ui` (default): the management page at `/ui`. Plain HTML, CSS and JavaScript embedded in
+//!   the crate; it loads nothing from anywhere but the application and is served with a
+//!   strict `Content-Security-Policy`.
+
+mod access;
+mod actor;
+mod audit;
+mod body;
+mod error;
+mod model;
+mod openapi;
+mod routes;
+#[cfg(feature = "ui")]
+mod ui;
+
+use std::fmt;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use http::Method;
+use keyward::Keyward;
+
+pub use actor::{Actor, ActorSource, KeysOnly, Precedence};
+pub use error::AdminError;
+pub use model::{
+    CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, Kind, ProblemBody,
+    RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest,
+};
+pub use openapi::openapi;
+pub use routes::PAGE_LIMIT;
+
+/// The management router for an application whose callers authenticate with keyward keys.
+///
+/// Mount it with [`Router::nest`]; the state `S` must give the [`Keyward`] handle through
+/// [`FromRef`]. See the [crate documentation](crate) for the routes and the rules.
+///
+/// # Example
+///
+/// ```
+/// use axum::Router;
+/// use keyward::{Keyward, MemoryStore};
+///
+/// # fn main() -> Result<(), keyward::ConfigError> {
+/// let keys = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+/// let app: Router = Router::new()
+///     .nest("/api/v1/tokens", keyward_admin::router())
+///     .layer(keys.layer())
+///     .with_state(keys);
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router<S>() -> Router<S>
+where
+    Keyward: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    router_with(KeysOnly)
+}
+
+/// The management router for an application that also signs people in with its own
+/// sessions: `sessions` says who is signed in (see [`ActorSource`]).
+///
+/// Both kinds of caller work on the same routes. Put the keyward layer in
+/// [optional mode](keyward::KeywardLayer::optional) so requests with only a session cookie
+/// pass it; which credential wins when a request has both is the source's
+/// [`precedence`](ActorSource::precedence) (the key, unless it says otherwise).
+///
+/// # Example
+///
+/// ```
+/// use axum::Router;
+/// use http::request::Parts;
+/// use keyward::{Keyward, MemoryStore};
+/// use keyward_admin::{Actor, ActorSource, AdminError};
+/// use keyward_core::ScopeSet;
+///
+/// #[derive(Clone, Debug)]
+/// struct Sessions;
+///
+/// impl ActorSource for Sessions {
+///     async fn actor(&self, parts: &mut Parts) -> Result<Option<Actor>, AdminError> {
+///         // Look the session cookie up in the application's session store.
+///         let signed_in = parts.headers.contains_key("cookie");
+///         Ok(signed_in.then(|| Actor::user("alice", ScopeSet::parse(["*"]).expect("valid"))))
+///     }
+/// }
+///
+/// # fn main() -> Result<(), keyward::ConfigError> {
+/// let keys = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+/// let app: Router = Router::new()
+///     .nest("/settings/tokens", keyward_admin::router_with(Sessions))
+///     .layer(keys.layer().optional())
+///     .with_state(keys);
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router_with<S, A>(sessions: A) -> Router<S>
+where
+    Keyward: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+    A: ActorSource,
+{
+    let mut router = Router::new();
+    let mut table = endpoints::<S>();
+    while !table.is_empty() {
+        let path = table[0].path;
+        let mut method_router: Option<MethodRouter<S>> = None;
+        table.retain_mut(|endpoint| {
+            if endpoint.path != path {
+                return true;
+            }
+            let handler = std::mem::take(&mut endpoint.handler);
+            method_router = Some(match method_router.take() {
+                Some(existing) => existing.merge(handler),
+                None => handler,
+            });
+            false
+        });
+        if let Some(method_router) = method_router {
+            router = router.route(path, method_router);
+        }
+    }
+    router
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::Extension(actor::Sessions::new(sessions)))
+}
+
+/// One route the router serves: a method and a path relative to the mount point, in axum's
+/// syntax (`/keys/{id}`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, relative to where the router is mounted.
+    pub path: &'static str,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Every route [`router`] serves, from the same table the router is built from, so a client,
+/// a proxy allow-list or a test can rely on it.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+///
+/// let routes = keyward_admin::routes();
+/// assert!(routes.iter().any(|r| r.method == Method::POST && r.path == "/keys/{id}/revoke"));
+/// ```
+#[must_use]
+pub fn routes() -> Vec<Route> {
+    endpoints::<Keyward>()
+        .into_iter()
+        .map(|endpoint| Route {
+            method: endpoint.method,
+            path: endpoint.path,
+        })
+        .collect()
+}
+
+struct Endpoint<S> {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<S>,
+}
+
+/// The one table of routes: the router is built from it and [`routes`] reads it.
+fn endpoints<S>() -> Vec<Endpoint<S>>
+where
+    Keyward: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    let endpoint = |method: Method, path: &'static str, handler: MethodRouter<S>| Endpoint {
+        method,
+        path,
+        handler,
+    };
+    #[allow(unused_mut)]
+    let mut table = vec![
+        endpoint(Method::GET, "/scopes", get(routes::list_scopes)),
+        endpoint(Method::GET, "/keys", get(routes::list_keys)),
+        endpoint(Method::POST, "/keys", post(routes::create_key)),
+        endpoint(Method::GET, "/keys/{id}", get(routes::get_key)),
+        endpoint(Method::PATCH, "/keys/{id}", patch(routes::update_key)),
+        endpoint(Method::DELETE, "/keys/{id}", delete(routes::delete_key)),
+        endpoint(Method::POST, "/keys/{id}/revoke", post(routes::revoke_key)),
+        endpoint(
+            Method::POST,
+            "/keys/{id}/regenerate",
+            post(routes::regenerate_key),
+        ),
+        endpoint(
+            Method::POST,
+            "/keys/{id}/refresh",
+            post(routes::refresh_key),
+        ),
+        endpoint(Method::GET, "/self", get(routes::get_self)),
+        endpoint(Method::POST, "/self/refresh", post(routes::refresh_self)),
+        endpoint(Method::GET, "/openapi.json", get(openapi::openapi_json)),
+    ];
+    #[cfg(feature = "ui")]
+    table.extend([
+        endpoint(Method::GET, "/ui", get(ui::page)),
+        endpoint(Method::GET, "/ui/app.js", get(ui::script)),
+        endpoint(Method::GET, "/ui/app.css", get(ui::stylesheet)),
+    ]);
+    table
+}

@@ -1,0 +1,286 @@
+//! The JSON bodies of the management routes, with their OpenAPI schemas.
+
+use chrono::{DateTime, Utc};
+use keyward_core::{CatalogEntry, KeyKind, KeyView};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// A key as the management API shows it: every public field of the record, never the token
+/// nor its digest. Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyObject {
+    /// The key's public handle, a UUID v7.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    /// A name people recognise.
+    pub name: String,
+    /// `personal` (acts for `owner`) or `service` (no user).
+    pub kind: Kind,
+    /// The owner's user id; `null` for a service key.
+    pub owner: Option<String>,
+    /// The scopes granted to the key, sorted.
+    pub scopes: Vec<String>,
+    /// `{prefix}_…{last 4 characters}` of the token.
+    #[schema(example = "books_…x7Qa")]
+    pub hint: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry; `null` = never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Client address of the last use.
+    pub last_used_ip: Option<String>,
+    /// Number of requests the key has authenticated.
+    pub usage_count: u64,
+    /// `false` = disabled; it can be enabled again.
+    pub active: bool,
+    /// When the key was revoked; a revoked key never works again.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Client networks allowed to use the key; empty = any.
+    pub allowed_ips: Vec<String>,
+    /// Requests per minute; `null` = unlimited.
+    pub rate_limit: Option<u32>,
+    /// Free JSON for the application.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+impl From<KeyView> for KeyObject {
+    fn from(view: KeyView) -> Self {
+        Self {
+            id: *view.id.as_uuid(),
+            name: view.name,
+            kind: view.kind.into(),
+            owner: view.owner,
+            scopes: view.scopes,
+            hint: view.hint,
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+            last_used_at: view.last_used_at,
+            last_used_ip: view.last_used_ip.map(|ip| ip.to_string()),
+            usage_count: view.usage_count,
+            active: view.active,
+            revoked_at: view.revoked_at,
+            allowed_ips: view.allowed_ips,
+            rate_limit: view.rate_limit,
+            metadata: view.metadata,
+        }
+    }
+}
+
+impl From<&keyward_core::KeyRecord> for KeyObject {
+    fn from(record: &keyward_core::KeyRecord) -> Self {
+        record.view().into()
+    }
+}
+
+/// Whom a key acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Acts for its owner; its effective scopes are its scopes ∩ what the owner holds now.
+    Personal,
+    /// No user: server-to-server. Created by administrators only.
+    Service,
+}
+
+impl From<KeyKind> for Kind {
+    fn from(kind: KeyKind) -> Self {
+        match kind {
+            KeyKind::Personal => Self::Personal,
+            KeyKind::Service => Self::Service,
+        }
+    }
+}
+
+impl From<Kind> for KeyKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Personal => Self::Personal,
+            Kind::Service => Self::Service,
+        }
+    }
+}
+
+/// A new key and its token, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedKeyBody {
+    /// The key.
+    pub key: KeyObject,
+    /// The token. It is not stored and cannot be shown again.
+    #[schema(example = "books_4hWq9PZt0xbd7Ksm2LrA1cYv8NeGf3Ju6TiBo5Rn0a1B2c")]
+    pub token: String,
+}
+
+/// One page of keys, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    /// The keys of this page.
+    pub keys: Vec<KeyObject>,
+    /// Pass as `cursor` to read the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The application's scope catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScopeList {
+    /// Every scope a key can hold, sorted by name.
+    pub scopes: Vec<ScopeEntry>,
+}
+
+/// One scope of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScopeEntry {
+    /// `resource:action`.
+    #[schema(example = "books:read")]
+    pub name: String,
+    /// What it allows.
+    pub description: String,
+}
+
+impl From<CatalogEntry> for ScopeEntry {
+    fn from(entry: CatalogEntry) -> Self {
+        Self {
+            name: entry.scope.to_string(),
+            description: entry.description,
+        }
+    }
+}
+
+/// The key that authenticated the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SelfKey {
+    /// The key.
+    pub key: KeyObject,
+    /// What the key may do right now: its scopes with their implications, bounded by what its
+    /// owner holds.
+    pub effective_scopes: Vec<String>,
+}
+
+/// The body of `POST /keys`. Unknown members are refused (422 naming them).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// A name people recognise, 1–100 characters.
+    #[serde(default)]
+    #[schema(required = true, value_type = String, example = "Backup Script")]
+    pub name: Option<String>,
+    /// Scopes from the catalog, at least one; only scopes the caller holds.
+    #[serde(default)]
+    #[schema(required = true, value_type = Vec<String>, example = json!(["books:read", "books:write"]))]
+    pub scopes: Option<Vec<String>>,
+    /// Days until expiry: 7, 30, 60, 90 or 180; `null` = never. Absent: 30, unless
+    /// `expires_at` is given.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, example = 30)]
+    pub expires_in_days: Option<Option<u32>>,
+    /// A custom expiry in the future, instead of `expires_in_days`.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// IP addresses or CIDR networks allowed to use the key; empty or absent = any.
+    #[serde(default)]
+    pub allowed_ips: Option<Vec<String>>,
+    /// `personal` (default) or `service` (administrators only).
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    /// The owner of a personal key; absent = the caller. Another owner needs `keys:admin`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Requests per minute, above 0; absent or `null` = unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Free JSON object for the application.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The body of `PATCH /keys/{id}`: every member is optional; absent members stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    /// New name, 1–100 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String)]
+    pub name: Option<Option<String>>,
+    /// New scopes from the catalog, only scopes the caller holds.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Option<Option<Vec<String>>>,
+    /// `false` disables the key, `true` enables it again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
+    pub active: Option<Option<bool>>,
+    /// New allowed networks; `[]` = any.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_ips: Option<Option<Vec<String>>>,
+    /// New rate limit in requests per minute; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit: Option<Option<u32>>,
+    /// New metadata (a JSON object, or `null`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Value>>,
+}
+
+/// The body of `POST /keys/{id}/regenerate`; the whole body may be omitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateRequest {
+    /// Keep the old token working for this many seconds (at most 86400) for a rolling
+    /// change; absent or 0 = the old token stops at once.
+    #[serde(default)]
+    #[schema(maximum = 86400, example = 3600)]
+    pub grace_seconds: Option<u32>,
+}
+
+/// An RFC 9457 problem document; every error of these routes is one
+/// (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProblemBody {
+    /// The problem type; `about:blank`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// Machine-readable code: `unauthorized`, `invalid_token`, `insufficient_scope`,
+    /// `forbidden`, `not_found`, `conflict`, `validation_failed`, `malformed_body`,
+    /// `unsupported_media_type`, `temporarily_unavailable`.
+    pub error: String,
+    /// For `insufficient_scope`: the scope the caller lacks.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// For `validation_failed`: the first invalid field.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// For `validation_failed`: every invalid field with a message.
+    #[serde(default)]
+    pub errors: Option<Vec<FieldProblem>>,
+}
+
+/// One invalid field of a 422 problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldProblem {
+    /// The member's name as the request spells it.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Deserializes a member that is present, so `Some(None)` means an explicit `null` and `None`
+/// (through `#[serde(default)]`) means absent.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
