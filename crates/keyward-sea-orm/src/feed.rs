@@ -13,7 +13,6 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::CHANGE_CHANNEL;
 
-
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 

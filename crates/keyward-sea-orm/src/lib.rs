@@ -41,11 +41,11 @@
 //! unknown ids `NotFound`; the SeaORM error is kept as the source.
 
 pub mod entity;
+mod error;
 #[cfg(feature = "postgres")]
 mod feed;
 pub mod migration;
 mod row;
-mod error;
 mod store;
 
 pub use sea_orm::{ConnectOptions, DatabaseConnection};

@@ -92,8 +92,7 @@ pub(crate) fn from_model(model: Model) -> Result<KeyRecord, StoreError> {
         .map(|net| net.parse::<IpNet>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt(id, "allowed_ips", e))?;
-    let metadata =
-        serde_json::from_str(&model.metadata).map_err(|e| corrupt(id, "metadata", e))?;
+    let metadata = serde_json::from_str(&model.metadata).map_err(|e| corrupt(id, "metadata", e))?;
     let last_used_ip = model
         .last_used_ip
         .map(|ip| ip.parse::<IpAddr>())
@@ -169,24 +168,85 @@ mod tests {
         let (record, _) = personal_key("alice", 0);
         let good = to_model(&record).unwrap();
         let cases: Vec<(&str, Model)> = vec![
-            ("digest", Model { digest: vec![1, 2, 3], ..good.clone() }),
-            ("scopes", Model { scopes: "{not json".into(), ..good.clone() }),
-            ("scopes", Model { scopes: r#"["Not A Scope"]"#.into(), ..good.clone() }),
-            ("kind", Model { kind: "robot".into(), ..good.clone() }),
-            ("allowed_ips", Model { allowed_ips: r#"["nope"]"#.into(), ..good.clone() }),
-            ("metadata", Model { metadata: String::new(), ..good.clone() }),
-            ("usage_count", Model { usage_count: -1, ..good.clone() }),
-            ("rate_limit", Model { rate_limit: Some(0), ..good.clone() }),
-            ("last_used_ip", Model { last_used_ip: Some("x".into()), ..good.clone() }),
+            (
+                "digest",
+                Model {
+                    digest: vec![1, 2, 3],
+                    ..good.clone()
+                },
+            ),
+            (
+                "scopes",
+                Model {
+                    scopes: "{not json".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "scopes",
+                Model {
+                    scopes: r#"["Not A Scope"]"#.into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "kind",
+                Model {
+                    kind: "robot".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "allowed_ips",
+                Model {
+                    allowed_ips: r#"["nope"]"#.into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "metadata",
+                Model {
+                    metadata: String::new(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "usage_count",
+                Model {
+                    usage_count: -1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "rate_limit",
+                Model {
+                    rate_limit: Some(0),
+                    ..good.clone()
+                },
+            ),
+            (
+                "last_used_ip",
+                Model {
+                    last_used_ip: Some("x".into()),
+                    ..good.clone()
+                },
+            ),
             (
                 "previous_valid_until",
-                Model { previous_digest: Some(vec![0; 32]), ..good.clone() },
+                Model {
+                    previous_digest: Some(vec![0; 32]),
+                    ..good.clone()
+                },
             ),
         ];
         for (column, model) in cases {
             let err = from_model(model).expect_err(column);
             assert!(err.is_unavailable(), "{column}");
-            assert!(err.message().contains(column), "{column}: {}", err.message());
+            assert!(
+                err.message().contains(column),
+                "{column}: {}",
+                err.message()
+            );
         }
     }
 }

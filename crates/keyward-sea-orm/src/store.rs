@@ -10,9 +10,9 @@ use keyward_core::{
 };
 use sea_orm::sea_query::{Expr, Query, UpdateStatement};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, Iterable, ModelTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
+    Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Iterable,
+    ModelTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
 use crate::CHANGE_CHANNEL;
@@ -123,7 +123,9 @@ impl SeaOrmStore {
     /// # Errors
     ///
     /// As [`connect`](Self::connect) and [`migrate`](crate::migrate).
-    pub async fn connect_and_migrate(options: impl Into<ConnectOptions>) -> Result<Self, StoreError> {
+    pub async fn connect_and_migrate(
+        options: impl Into<ConnectOptions>,
+    ) -> Result<Self, StoreError> {
         let store = Self::connect(options).await?;
         crate::migrate(store.connection()).await?;
         Ok(store)

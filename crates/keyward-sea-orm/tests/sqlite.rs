@@ -69,6 +69,11 @@ async fn batch_with_repeated_key() {
 }
 
 #[tokio::test]
+async fn microseconds_round_trip() {
+    common::microseconds_round_trip(file_store().await.expect("store")).await;
+}
+
+#[tokio::test]
 async fn corrupt_rows_are_errors() {
     common::corrupt_rows_are_errors(memory_store().await.expect("store")).await;
 }

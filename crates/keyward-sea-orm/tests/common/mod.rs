@@ -103,7 +103,10 @@ pub(crate) async fn migrations_leave_host_history_alone(db: &DatabaseConnection)
     );
     let store = SeaOrmStore::new(db.clone());
     let (record, _) = personal_key("alice", 0);
-    store.insert(record.clone()).await.expect("the table exists");
+    store
+        .insert(record.clone())
+        .await
+        .expect("the table exists");
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
 }
 
@@ -280,4 +283,47 @@ pub(crate) async fn closed_port_is_unavailable(scheme_and_user: &str, path: &str
         .await
         .expect_err("nothing listens");
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+}
+
+/// Timestamps keep their microseconds on every backend.
+pub(crate) async fn microseconds_round_trip(store: SeaOrmStore) {
+    let (mut record, _) = personal_key("alice", 0);
+    let micros = |n| t0() + TimeDelta::microseconds(n);
+    record.created_at = micros(123_456);
+    record.updated_at = micros(999_999);
+    record.expires_at = Some(micros(86_400_000_001));
+    record.lifetime = Some(TimeDelta::microseconds(86_399_876_545));
+    store.insert(record.clone()).await.expect("insert");
+    assert_eq!(
+        store.get(record.id).await.expect("get"),
+        Some(record.clone())
+    );
+    let used = micros(5_000_007);
+    store
+        .record_usage(&[UsageUpdate {
+            id: record.id,
+            count: 1,
+            last_used_at: used,
+            last_used_ip: None,
+        }])
+        .await
+        .expect("usage");
+    // One microsecond earlier must not win over the stored time.
+    store
+        .record_usage(&[UsageUpdate {
+            id: record.id,
+            count: 1,
+            last_used_at: used - TimeDelta::microseconds(1),
+            last_used_ip: Some("192.0.2.9".parse().expect("ip")),
+        }])
+        .await
+        .expect("usage");
+    let stored = store.get(record.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (stored.last_used_at, stored.last_used_ip),
+        (Some(used), None)
+    );
+    let refreshed = store.refresh(record.id, micros(7)).await.expect("refresh");
+    assert_eq!(refreshed.expires_at, Some(micros(86_399_876_552)));
+    assert_eq!(store.get(record.id).await.expect("get"), Some(refreshed));
 }
