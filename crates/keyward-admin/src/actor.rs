@@ -102,6 +102,12 @@ impl Actor {
         }
     }
 
+    /// The actor with the catalog's implications applied to its grants.
+    fn expanded(mut self, catalog: &keyward_core::ScopeCatalog) -> Self {
+        self.grants = catalog.expand(&self.grants);
+        self
+    }
+
     /// The user the actor acts for; `None` for a service key.
     #[must_use]
     pub fn user_id(&self) -> Option<&str> {
@@ -301,6 +307,7 @@ where
         let Some(actor) = actor else {
             return Err(missing_credential(state));
         };
+        let actor = actor.expanded(Keyward::from_ref(state).catalog());
         if actor.is_session() && !parts.method.is_safe() && is_cross_site(parts) {
             return Err(AdminError::Forbidden {
                 detail: "a session may change keys only from pages of the same origin".into(),

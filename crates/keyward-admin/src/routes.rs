@@ -182,7 +182,7 @@ pub(crate) async fn create_key(
     };
     let scopes = body.scopes.unwrap_or_default();
     if let Ok(requested) = keys.catalog().parse_set(&scopes) {
-        ensure_holds(&keys, &actor, &requested)?;
+        ensure_holds(&actor, &requested)?;
     }
     let mut new = match kind {
         KeyKind::Service => NewKey::service(body.name.unwrap_or_default()),
@@ -266,7 +266,7 @@ pub(crate) async fn update_key(
     };
     if let Some(scopes) = &changes.scopes {
         if let Ok(requested) = keys.catalog().parse_set(scopes) {
-            ensure_holds(&keys, &actor, &requested)?;
+            ensure_holds(&actor, &requested)?;
         }
     }
     let updated = keys.update(record.id, changes).await?;
@@ -366,7 +366,7 @@ pub(crate) async fn regenerate_key(
     let record = load(&keys, &actor, &id).await?;
     let grace = body.grace_seconds.map(GracePeriod::from_secs).transpose()?;
     // The caller receives the new token, so it must hold everything the key may do.
-    ensure_holds(&keys, &actor, &record.scopes)?;
+    ensure_holds(&actor, &record.scopes)?;
     let issued = keys.regenerate(record.id, grace).await?;
     audit::event(&actor, issued.record.id, "regenerate");
     Ok(Json(IssuedKeyBody {
