@@ -165,7 +165,7 @@
     const statusCell = cell(status, "status", `status status-${status}`);
     tr.append(statusCell);
 
-    const actions = cell(undefined, "actions", "actions");
+    const actions = cell(undefined, "actions", "row-actions");
     if (status !== "revoked") {
       actions.append(button(key.active ? "Disable" : "Enable", "toggle", key));
       actions.append(button("Regenerate", "regenerate", key));
