@@ -208,7 +208,7 @@ pub enum Precedence {
 ///         Ok(None)
 ///     }
 /// }
-/// # let _ = keyward_admin::router_with::<(), _>(Sessions);
+/// # let _ = keyward_admin::router_with::<keyward::Keyward, _>(Sessions);
 /// ```
 pub trait ActorSource: Send + Sync + 'static {
     /// The signed-in person of this request, if any.

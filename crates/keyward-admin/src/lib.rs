@@ -8,9 +8,15 @@
 //! use axum::extract::FromRef;
 //! use keyward::{Keyward, MemoryStore, ScopeCatalog};
 //!
-//! #[derive(Clone, FromRef)]
+//! #[derive(Clone)]
 //! struct AppState {
 //!     keys: Keyward,
+//! }
+//!
+//! impl FromRef<AppState> for Keyward {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.keys.clone()
+//!     }
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +33,9 @@
 //! let app: Router = Router::new()
 //!     // GET /api/v1/tokens/keys, POST /api/v1/tokens/keys, ..., GET /api/v1/tokens/ui
 //!     .nest("/api/v1/tokens", keyward_admin::router())
-//!     .layer(keys.layer())
+//!     // Optional mode lets the page at /ui load without a key; the JSON routes still
+//!     // answer 401 to a request that carries neither a key nor a session.
+//!     .layer(keys.layer().optional())
 //!     .with_state(AppState { keys });
 //! # let _ = app;
 //! # Ok(())
@@ -35,9 +43,11 @@
 //! ```
 //!
 //! The router takes the [`Keyward`] handle from the application state through
-//! [`FromRef`](axum::extract::FromRef) and never calls `with_state` itself. It needs the
+//! [`FromRef`] and never calls `with_state` itself. It needs the
 //! keyward layer outside it (on the application, or on the nest), so that requests carry
-//! their [`Principal`](keyward::Principal). Every change goes through the handle, so the
+//! their [`Principal`](keyward::Principal); in the layer's required mode the page at `/ui`
+//! (which holds no data and asks for a key) would be refused too, so use
+//! [`optional`](keyward::KeywardLayer::optional) mode, or serve the page outside the layer. Every change goes through the handle, so the
 //! middleware's cache forgets a revoked, disabled or regenerated key at once.
 //!
 //! # Routes
