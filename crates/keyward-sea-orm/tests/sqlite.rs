@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use keyward_core::{KeyStore, StoreErrorKind};
 use keyward_sea_orm::SeaOrmStore;
 use sea_orm::ConnectOptions;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 
 /// A fresh in-memory database. Every connection to `sqlite::memory:` opens a database of its
 /// own, so the pool holds exactly one.
@@ -30,11 +31,19 @@ fn fresh_file() -> PathBuf {
     dir.join("keys.db")
 }
 
-/// A fresh database file, with several pooled connections so that writers really contend.
+/// A fresh database file, with several pooled connections so that writers really contend;
+/// in WAL mode, as an application with more than one connection should use it.
 async fn file_store() -> Option<SeaOrmStore> {
     let path = fresh_file();
     let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-    options.max_connections(4).sqlx_logging(false);
+    options
+        .max_connections(4)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        });
     Some(
         SeaOrmStore::connect_and_migrate(options)
             .await
