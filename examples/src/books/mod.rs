@@ -1,0 +1,417 @@
+//! A small Jelu-like book tracker that shows every keyward feature.
+//!
+//! * people log in (`POST /login`) and get a session cookie; scripts use API keys, sent as
+//!   `Authorization: Bearer`, `Authorization: Token`, `X-Api-Key` or `?api_key=`;
+//! * every route under `/api/v1` is guarded by a scope from the catalog; a personal key's
+//!   scopes are bounded by its owner's role on every request;
+//! * people manage their keys at `/api/v1/tokens` (JSON) and `/settings/tokens` (page);
+//! * users, books and keys share one database: SQLite by default, PostgreSQL or MySQL through
+//!   `DATABASE_URL`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use keyward::{CredentialSource, Keyward, NewKey, Problem, ScopeCatalog};
+use keyward_sea_orm::SeaOrmStore;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use tokio::net::TcpListener;
+
+pub mod api;
+pub mod auth;
+pub mod db;
+
+/// Where the app listens and what it stores in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `BOOKS_ADDR`, default `127.0.0.1:3000`.
+    pub addr: SocketAddr,
+    /// `DATABASE_URL`, default `sqlite://books.db?mode=rwc`.
+    pub database_url: String,
+    /// `BOOKS_ADMIN_PASSWORD`; generated on first start when absent.
+    pub admin_password: Option<String>,
+    /// `BOOKS_READER_PASSWORD`; generated on first start when absent.
+    pub reader_password: Option<String>,
+    /// `BOOKS_PEPPER`: HMAC pepper for key digests (keep it stable).
+    pub pepper: Option<String>,
+    /// `BOOKS_TRUSTED_PROXIES`: comma separated CIDRs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often usage counts are written.
+    pub usage_flush_interval: Duration,
+}
+
+impl Config {
+    /// A configuration for `database_url` with every other setting at its default.
+    #[must_use]
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: database_url.into(),
+            admin_password: None,
+            reader_password: None,
+            pepper: None,
+            trusted_proxies: Vec::new(),
+            usage_flush_interval: keyward::DEFAULT_USAGE_FLUSH_INTERVAL,
+        }
+    }
+
+    /// Reads the environment.
+    ///
+    /// # Errors
+    ///
+    /// A malformed `BOOKS_ADDR` or `BOOKS_TRUSTED_PROXIES`.
+    pub fn from_env() -> Result<Self, AppError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut config =
+            Self::new(var("DATABASE_URL").unwrap_or_else(|| "sqlite://books.db?mode=rwc".into()));
+        if let Some(addr) = var("BOOKS_ADDR") {
+            config.addr = addr
+                .parse()
+                .map_err(|_| AppError::Config(format!("BOOKS_ADDR {addr:?} is not host:port")))?;
+        }
+        config.admin_password = var("BOOKS_ADMIN_PASSWORD");
+        config.reader_password = var("BOOKS_READER_PASSWORD");
+        config.pepper = var("BOOKS_PEPPER");
+        if let Some(proxies) = var("BOOKS_TRUSTED_PROXIES") {
+            config.trusted_proxies = proxies
+                .split(',')
+                .map(|p| {
+                    p.trim().parse().map_err(|_| {
+                        AppError::Config(format!("BOOKS_TRUSTED_PROXIES: {p:?} is not a CIDR"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(config)
+    }
+}
+
+/// Why the app failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// The key store failed.
+    #[error("key store error: {0}")]
+    Store(#[from] keyward::StoreError),
+    /// keyward rejected its configuration.
+    #[error("keyward configuration: {0}")]
+    Keyward(#[from] keyward::ConfigError),
+    /// Key management failed.
+    #[error("key management: {0}")]
+    Manage(#[from] keyward::ManageError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Something else went wrong.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "request failed");
+        let status = match &self {
+            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Problem::new(status, "internal_error")
+            .detail("the request could not be completed")
+            .into_response()
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The app's database (also the key store's).
+    pub db: DatabaseConnection,
+    /// The keyward handle.
+    pub keyward: Keyward,
+    /// Logged-in sessions.
+    pub sessions: auth::Sessions,
+}
+
+impl axum::extract::FromRef<AppState> for Keyward {
+    fn from_ref(state: &AppState) -> Self {
+        state.keyward.clone()
+    }
+}
+
+/// The scopes of the book tracker; `*:write` implies `*:read` for each resource.
+///
+/// # Panics
+///
+/// Never: the catalog is fixed and valid.
+#[must_use]
+pub fn catalog() -> ScopeCatalog {
+    ScopeCatalog::builder()
+        .scope("books:read", "See the book catalog")
+        .scope("books:write", "Add, change and delete books")
+        .scope("reading:read", "See your reading history")
+        .scope("reading:write", "Record what you read")
+        .scope("reviews:read", "Read reviews")
+        .scope("reviews:write", "Write reviews")
+        .scope("lists:read", "See your reading lists")
+        .scope("lists:write", "Change your reading lists")
+        .scope("import:write", "Import books in bulk")
+        .scope("metadata:read", "Look books up by ISBN")
+        .implies("books:write", "books:read")
+        .implies("reading:write", "reading:read")
+        .implies("reviews:write", "reviews:read")
+        .implies("lists:write", "lists:read")
+        .build()
+        .expect("the books catalog is valid")
+}
+
+/// What the first start created, shown once.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    /// The admin's password.
+    pub admin_password: String,
+    /// The reader's password.
+    pub reader_password: String,
+    /// A personal key of the admin with every scope.
+    pub bootstrap_token: String,
+}
+
+/// The assembled application.
+#[derive(Debug)]
+pub struct App {
+    /// The router, ready to serve with `ConnectInfo<SocketAddr>`.
+    pub router: Router,
+    /// The keyward handle (flush usage with [`Keyward::shutdown`] when stopping).
+    pub keyward: Keyward,
+    /// The database connection.
+    pub db: DatabaseConnection,
+    /// Set on the first start with an empty database.
+    pub first_start: Option<FirstStart>,
+}
+
+impl App {
+    /// Connects, migrates, creates the first users and key on an empty database, and builds
+    /// the router.
+    ///
+    /// # Errors
+    ///
+    /// Database, migration or configuration failures.
+    pub async fn new(config: &Config) -> Result<Self, AppError> {
+        let mut options = ConnectOptions::new(config.database_url.as_str());
+        options.sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        db::migrate(&db).await?;
+
+        let catalog = catalog();
+        let mut builder = Keyward::builder(SeaOrmStore::new(db.clone()))
+            .prefix("books")
+            .realm("books")
+            .catalog(catalog.clone())
+            .sources([
+                CredentialSource::bearer(),
+                CredentialSource::token(),
+                CredentialSource::header("x-api-key"),
+                CredentialSource::query("api_key"),
+            ])
+            .trusted_proxies(config.trusted_proxies.clone())
+            .usage_flush_interval(config.usage_flush_interval)
+            .resolver(auth::resolver(db.clone(), catalog.clone()));
+        if let Some(pepper) = &config.pepper {
+            builder = builder.pepper(pepper.as_bytes().to_vec());
+        }
+        let keyward = builder.build()?;
+
+        let first_start = if db::is_empty(&db).await? {
+            Some(first_start(&db, &keyward, config).await?)
+        } else {
+            None
+        };
+
+        let state = AppState {
+            db: db.clone(),
+            keyward: keyward.clone(),
+            sessions: auth::Sessions::default(),
+        };
+        let router = router(state);
+        Ok(Self {
+            router,
+            keyward,
+            db,
+            first_start,
+        })
+    }
+}
+
+async fn first_start(
+    db: &DatabaseConnection,
+    keyward: &Keyward,
+    config: &Config,
+) -> Result<FirstStart, AppError> {
+    let admin_password = config
+        .admin_password
+        .clone()
+        .unwrap_or_else(auth::generate_password);
+    let reader_password = config
+        .reader_password
+        .clone()
+        .unwrap_or_else(auth::generate_password);
+    let admin =
+        db::insert_user(db, "admin", auth::hash_password(&admin_password)?, "admin").await?;
+    db::insert_user(db, "reader", auth::hash_password(&reader_password)?, "user").await?;
+    let every_scope = keyward.catalog().all_scopes().to_strings();
+    let issued = keyward
+        .create(NewKey::personal("Bootstrap key", admin.id).scopes(every_scope))
+        .await?;
+    Ok(FirstStart {
+        admin_password,
+        reader_password,
+        bootstrap_token: issued.token.expose_secret().to_owned(),
+    })
+}
+
+/// The routes: login, the API, key management and its page.
+pub fn router(state: AppState) -> Router {
+    let keyward = state.keyward.clone();
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/settings/tokens") }))
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .nest("/api/v1", api::router(&state))
+        .nest(
+            "/api/v1/tokens",
+            keyward_admin::router_with(auth::AdminSessions::new(keyward.catalog().clone())),
+        )
+        .route(
+            "/settings/tokens",
+            get(|| async { Redirect::to("/api/v1/tokens/ui") }),
+        )
+        .layer(from_fn_with_state(state.clone(), auth::session_layer))
+        .layer(keyward.layer().optional())
+        .with_state(state)
+}
+
+/// A running app, for tests and embedding.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Set on the first start.
+    pub first_start: Option<FirstStart>,
+    /// The keyward handle.
+    pub keyward: Keyward,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), AppError>>,
+}
+
+impl Running {
+    /// Stops accepting requests, lets the ones in flight finish, and flushes usage.
+    ///
+    /// # Errors
+    ///
+    /// A server failure.
+    pub async fn stop(self) -> Result<(), AppError> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| AppError::Internal(format!("server task failed: {e}")))?
+    }
+}
+
+/// Starts the app on `config.addr` (use port 0 for any free port) in a background task.
+///
+/// # Errors
+///
+/// Startup failures.
+pub async fn start(config: Config) -> Result<Running, AppError> {
+    let app = App::new(&config).await?;
+    let listener = TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let keyward = app.keyward.clone();
+    let task = tokio::spawn(run(app.router, app.keyward.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        addr,
+        first_start: app.first_start,
+        keyward,
+        stop,
+        task,
+    })
+}
+
+async fn run(
+    router: Router,
+    keyward: Keyward,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    // Requests are done: write the last usage counts.
+    keyward.shutdown().await;
+    Ok(())
+}
+
+/// Runs the app until `shutdown` completes, printing the first-start credentials once.
+///
+/// # Errors
+///
+/// Startup or server failures.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let app = App::new(&config).await?;
+    if let Some(first) = &app.first_start {
+        match &config.admin_password {
+            Some(_) => println!("user admin: password from BOOKS_ADMIN_PASSWORD"),
+            None => println!("user admin password: {}", first.admin_password),
+        }
+        match &config.reader_password {
+            Some(_) => println!("user reader: password from BOOKS_READER_PASSWORD"),
+            None => println!("user reader password: {}", first.reader_password),
+        }
+        println!("bootstrap token: {}", first.bootstrap_token);
+    }
+    let listener = TcpListener::bind(config.addr).await?;
+    println!("books listening on http://{}", listener.local_addr()?);
+    run(app.router, app.keyward, listener, shutdown).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests and writing usage counts");
+}
