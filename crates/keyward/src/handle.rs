@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::cache::{CacheConfig, VerifyCache};
 use crate::config::{ErrorResponder, KeywardBuilder};
 use crate::rate::RateLimits;
-use crate::rejection::AuthError;
+use crate::rejection::{AuthError, InvalidToken};
 use crate::resolver::DynResolver;
 use crate::source::Sources;
 use crate::store::DynStore;
@@ -103,11 +104,66 @@ pub(crate) struct Inner {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) realm: String,
     error_response: Option<ErrorResponder>,
+    /// The most frequent refusals (no credential, invalid token), rendered once, so a flood
+    /// of garbage costs no serialisation.
+    prerendered: Vec<(AuthErrorKey, Prerendered)>,
     pub(crate) rate_limits: Option<RateLimits>,
     pub(crate) usage: UsageRecorder,
     usage_flush_interval: Duration,
     tasks_started: AtomicBool,
     tasks: Mutex<Tasks>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthErrorKey {
+    Missing,
+    Invalid(InvalidToken),
+}
+
+impl AuthErrorKey {
+    fn of(error: &AuthError) -> Option<Self> {
+        match error {
+            AuthError::MissingCredential => Some(Self::Missing),
+            AuthError::InvalidToken(reason) => Some(Self::Invalid(*reason)),
+            _ => None,
+        }
+    }
+
+    fn error(self) -> AuthError {
+        match self {
+            Self::Missing => AuthError::MissingCredential,
+            Self::Invalid(reason) => AuthError::InvalidToken(reason),
+        }
+    }
+}
+
+struct Prerendered {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Prerendered {
+    async fn render(error: &AuthError, realm: &str) -> Self {
+        let response = error.to_problem(realm).into_response();
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    fn response(&self) -> Response {
+        let mut response = Response::new(Body::from(self.body.clone()));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+    }
 }
 
 #[derive(Default)]
@@ -119,7 +175,27 @@ struct Tasks {
 
 impl Inner {
     pub(crate) fn new(parts: Parts) -> Self {
+        let prerendered = if parts.error_response.is_some() {
+            Vec::new()
+        } else {
+            let keys = [
+                AuthErrorKey::Missing,
+                AuthErrorKey::Invalid(InvalidToken::Malformed),
+                AuthErrorKey::Invalid(InvalidToken::Unknown),
+            ];
+            keys.into_iter()
+                .map(|key| {
+                    let rendered = futures_util::FutureExt::now_or_never(Prerendered::render(
+                        &key.error(),
+                        &parts.realm,
+                    ))
+                    .expect("a full body is ready at once");
+                    (key, rendered)
+                })
+                .collect()
+        };
         Self {
+            prerendered,
             cache: VerifyCache::new(&parts.cache),
             rate_limits: parts
                 .rate_limits
@@ -144,6 +220,11 @@ impl Inner {
 
     /// The response for a refusal: the default problem, through the application's hook.
     pub(crate) fn respond(&self, error: &AuthError) -> Response {
+        if let Some(key) = AuthErrorKey::of(error) {
+            if let Some((_, rendered)) = self.prerendered.iter().find(|(k, _)| *k == key) {
+                return rendered.response();
+            }
+        }
         let problem = error.to_problem(&self.realm);
         match &self.error_response {
             Some(hook) => hook(error, problem),
