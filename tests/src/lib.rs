@@ -2,6 +2,11 @@
 //! a session cookie, and fresh databases for the reference app.
 
 use std::net::SocketAddr;
+
+/// The README's Rust examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 use std::path::PathBuf;
 
 use axum::body::Body;
