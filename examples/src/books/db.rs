@@ -177,46 +177,18 @@ impl MigrationName for CreateTables {
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let schema = sea_orm::Schema::new(manager.get_database_backend());
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(user::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(book::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(reading_event::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(review::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(list::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
+        let tables = [
+            schema.create_table_from_entity(user::Entity),
+            schema.create_table_from_entity(book::Entity),
+            schema.create_table_from_entity(reading_event::Entity),
+            schema.create_table_from_entity(review::Entity),
+            schema.create_table_from_entity(list::Entity),
+        ];
+        for mut table in tables {
+            manager
+                .create_table(table.if_not_exists().to_owned())
+                .await?;
+        }
         Ok(())
     }
 
