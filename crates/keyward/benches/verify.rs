@@ -84,6 +84,16 @@ fn benches(c: &mut Criterion) {
         });
     });
 
+    group.bench_function("verify() garbage token, no HTTP", |b| {
+        b.iter(|| {
+            keyward
+                .verify(&garbage, None)
+                .now_or_never()
+                .unwrap()
+                .unwrap_err()
+        });
+    });
+
     let dir = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("keys.db").display());
