@@ -6,6 +6,11 @@
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
+// Built with neither SQLite nor PostgreSQL (e.g. MySQL only), the bench only reports skips.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +20,6 @@ use keyward_core::conformance::personal_key;
 use keyward_core::{KeyStore, TokenDigest, TokenHasher};
 use keyward_sea_orm::SeaOrmStore;
 use keyward_sea_orm::entity::{ActiveModel, Entity, Model};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, EntityTrait, TransactionTrait};
 use tokio::runtime::Runtime;
 
@@ -110,8 +114,10 @@ fn measure(
     group.finish();
 }
 
+#[cfg(feature = "sqlite")]
 fn sqlite(c: &mut Criterion) {
     use sea_orm::ConnectionTrait;
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 
     let runtime = Runtime::new().expect("runtime");
     let dir = std::env::temp_dir()
@@ -146,9 +152,16 @@ fn sqlite(c: &mut Criterion) {
     }
     measure(c, &runtime, "sqlite", &prepared);
     for (_, store, _) in prepared {
-        runtime.block_on(store.connection().clone().close()).expect("close");
+        runtime
+            .block_on(store.connection().clone().close())
+            .expect("close");
     }
     std::fs::remove_dir_all(&dir).expect("remove the temporary databases");
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite(_: &mut Criterion) {
+    eprintln!("skipped SQLite: built without the `sqlite` feature");
 }
 
 #[cfg(feature = "postgres")]

@@ -29,6 +29,26 @@ use crate::row::{from_model, micros, to_model};
 /// feed that other instances use to drop cached keys within a second. Other backends have no
 /// feed; caches then rely on their TTL.
 ///
+/// On SQLite, SeaORM pools a single connection unless told otherwise. With more than one,
+/// use WAL mode so that readers never wait for the writer and busy writers queue briefly
+/// instead of failing with "database is locked":
+///
+/// ```
+/// use keyward_sea_orm::SeaOrmStore;
+/// use sea_orm::ConnectOptions;
+/// use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+///
+/// async fn open() -> Result<SeaOrmStore, keyward_core::StoreError> {
+///     let mut options = ConnectOptions::new("sqlite://keys.db?mode=rwc");
+///     options.max_connections(4).map_sqlx_sqlite_opts(|sqlite| {
+///         sqlite
+///             .journal_mode(SqliteJournalMode::Wal)
+///             .synchronous(SqliteSynchronous::Normal)
+///     });
+///     SeaOrmStore::connect_and_migrate(options).await
+/// }
+/// ```
+///
 /// # Example
 ///
 /// ```
