@@ -32,7 +32,9 @@
 //! On PostgreSQL the store also has a change feed: every revoke, delete, update, disable,
 //! regenerate and refresh sends `NOTIFY keyward_key_changes, '<key id>'` inside its
 //! transaction, and `KeyStore::changes` listens on a dedicated connection, reconnecting with
-//! backoff and yielding `KeyChange::Resync` whenever notifications may have been missed.
+//! backoff and yielding `KeyChange::Resync` whenever notifications may have been missed
+//! (first when it starts listening). Each stream holds one connection of its own, outside the
+//! pool, named by [`SeaOrmStore::feed_application_name`] in `pg_stat_activity`.
 //!
 //! # Errors
 //!
