@@ -12,6 +12,19 @@ use crate::BoxError;
 /// How long a server may take to start (migrations, key creation).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `getconf CLK_TCK`, the unit of `/proc/<pid>/stat` times.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 /// A running server process.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -117,6 +130,19 @@ impl Server {
     /// `http://addr/`.
     pub(crate) fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// CPU time the server process has used so far (all threads, user and system).
+    pub(crate) fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_secs_f64(
+            ticks as f64 / clock_ticks_per_second(),
+        ))
     }
 
     /// The first token the server issued.

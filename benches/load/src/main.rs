@@ -367,17 +367,24 @@ async fn run(options: Options) -> Result<(), BoxError> {
         for step in 0..targets.len() {
             let i = (offset + step) % targets.len();
             let target = &mut targets[i];
-            let sample = load
-                .run(&servers[target.server].url(), &target.token)
-                .await?;
+            let server = &servers[target.server];
+            let cpu_before = server.cpu_time();
+            let mut sample = load.run(&server.url(), &target.token).await?;
+            if let (Some(before), Some(after)) = (cpu_before, server.cpu_time()) {
+                sample.server_cpu_per_request =
+                    Some((after - before).div_f64(sample.requests.max(1) as f64));
+            }
             eprintln!(
-                "round {}/{}  {:<44} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms",
+                "round {}/{}  {:<44} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>6.2} µs/req",
                 round + 1,
                 options.rounds,
                 target.label,
                 sample.requests_per_sec,
                 sample.p50.as_secs_f64() * 1e3,
                 sample.p99.as_secs_f64() * 1e3,
+                sample
+                    .server_cpu_per_request
+                    .map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6),
             );
             target.samples.push(sample);
         }

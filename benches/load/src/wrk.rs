@@ -24,6 +24,8 @@ pub(crate) struct Sample {
     pub(crate) requests: u64,
     pub(crate) non_2xx: u64,
     pub(crate) socket_errors: u64,
+    /// Server CPU time per request, where it could be read.
+    pub(crate) server_cpu_per_request: Option<Duration>,
 }
 
 impl Load {
@@ -121,6 +123,7 @@ fn parse(report: &str) -> Option<Sample> {
         requests: requests?,
         non_2xx,
         socket_errors,
+        server_cpu_per_request: None,
     })
 }
 
