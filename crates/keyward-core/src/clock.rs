@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
@@ -18,9 +18,15 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now();
-        now.duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(now)
+        // Built from whole microseconds directly: as cheap as `Utc::now()`, which matters on
+        // the verification path.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since_epoch.as_secs())
+            .ok()
+            .and_then(|secs| DateTime::from_timestamp(secs, since_epoch.subsec_micros() * 1000))
+            .unwrap_or_else(Utc::now)
     }
 }
 

@@ -332,9 +332,8 @@ impl Keyward {
         client_ip: Option<IpAddr>,
     ) -> Result<crate::Principal, AuthError> {
         self.start_tasks();
-        let now = self.inner.clock.now();
         self.inner
-            .verify_token(token, now, client_ip)
+            .verify_token(token, client_ip)
             .await
             .map(|admitted| admitted.principal)
     }

@@ -146,9 +146,8 @@ where
             Ok(None) => return self.reject(&AuthError::MissingCredential),
             Err(_) => return self.reject(&AuthError::ConflictingCredentials),
         };
-        let now = inner.clock.now();
         let span = tracing::debug_span!("keyward.verify", key_id = Empty, outcome = Empty);
-        let step = span.in_scope(|| inner.start(&token, now, ip));
+        let step = span.in_scope(|| inner.start(&token, ip));
         drop(token);
         match step {
             Step::Done(Ok(admitted)) => {
@@ -161,7 +160,7 @@ where
                 record(&span, Err(&err));
                 self.reject(&err)
             }
-            Step::Miss(digest) => {
+            Step::Miss(digest, now) => {
                 // The ready service goes into the future; this one keeps a fresh clone.
                 let clone = self.inner.clone();
                 let mut ready_inner = std::mem::replace(&mut self.inner, clone);

@@ -22,30 +22,32 @@ pub(crate) struct Admitted {
 /// The synchronous part of a verification.
 pub(crate) enum Step {
     Done(Result<Admitted, AuthError>),
-    /// Not cached: the store (and maybe the resolver) must be asked.
-    Miss(TokenDigest),
+    /// Not cached: the store (and maybe the resolver) must be asked, as of the time given.
+    Miss(TokenDigest, DateTime<Utc>),
 }
 
 impl Inner {
     /// Everything that needs no I/O: shape and check digits (garbage never reaches the cache
     /// or the store), digest, cache, policy, rate limit and usage.
-    pub(crate) fn start(&self, token: &str, now: DateTime<Utc>, ip: Option<IpAddr>) -> Step {
+    /// The clock is read only for a well-formed token: garbage costs no more than its parse.
+    pub(crate) fn start(&self, token: &str, ip: Option<IpAddr>) -> Step {
         let Ok(parsed) = self.format.parse(token) else {
             return Step::Done(Err(AuthError::InvalidToken(InvalidToken::Malformed)));
         };
         let digest = self.hasher.digest(&parsed);
         drop(parsed);
+        let now = self.clock.now();
         let Some(cache) = &self.cache else {
-            return Step::Miss(digest);
+            return Step::Miss(digest, now);
         };
         match cache.get(&digest) {
             Lookup::Hit(entry) => match self.check(&entry, &digest, now, ip) {
                 Ok(Some(principal)) => Step::Done(self.admit(&entry.record, principal, now, ip)),
-                Ok(None) => Step::Miss(digest),
+                Ok(None) => Step::Miss(digest, now),
                 Err(err) => Step::Done(Err(err)),
             },
             Lookup::Unknown => Step::Done(Err(AuthError::InvalidToken(InvalidToken::Unknown))),
-            Lookup::Miss => Step::Miss(digest),
+            Lookup::Miss => Step::Miss(digest, now),
         }
     }
 
@@ -71,12 +73,11 @@ impl Inner {
     pub(crate) async fn verify_token(
         &self,
         token: &str,
-        now: DateTime<Utc>,
         ip: Option<IpAddr>,
     ) -> Result<Admitted, AuthError> {
-        match self.start(token, now, ip) {
+        match self.start(token, ip) {
             Step::Done(result) => result,
-            Step::Miss(digest) => self.finish(digest, now, ip).await,
+            Step::Miss(digest, now) => self.finish(digest, now, ip).await,
         }
     }
 
