@@ -6,6 +6,7 @@
 //!
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` it says it skipped and passes,
 //! unless `CI` is set: then it fails.
+#![cfg(feature = "ui")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

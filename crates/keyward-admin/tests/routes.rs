@@ -735,6 +735,17 @@ async fn openapi_and_page() {
     assert!(reply.json["openapi"].as_str().unwrap().starts_with("3.1"));
     assert_eq!(reply.json["servers"][0]["url"], MOUNT);
 
+    if !cfg!(feature = "ui") {
+        // Without the `ui` feature the router serves no page.
+        app.call(
+            Request::get(format!("{MOUNT}/ui"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .expect(404);
+        return;
+    }
     let reply = app
         .call(
             Request::get(format!("{MOUNT}/ui"))
