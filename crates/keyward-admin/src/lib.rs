@@ -135,7 +135,7 @@ use keyward::Keyward;
 pub use actor::{Actor, ActorSource, KeysOnly, Precedence};
 pub use error::AdminError;
 pub use model::{
-    CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, Kind, ProblemBody,
+    CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, ProblemBody,
     RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest,
 };
 pub use openapi::openapi;

@@ -5,103 +5,8 @@ use keyward_core::{CatalogEntry, KeyKind, KeyView};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-/// A key as the management API shows it: every public field of the record, never the token
-/// nor its digest. Times are RFC 3339 in UTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct KeyObject {
-    /// The key's public handle, a UUID v7.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: uuid::Uuid,
-    /// A name people recognise.
-    pub name: String,
-    /// `personal` (acts for `owner`) or `service` (no user).
-    pub kind: Kind,
-    /// The owner's user id; `null` for a service key.
-    pub owner: Option<String>,
-    /// The scopes granted to the key, sorted.
-    pub scopes: Vec<String>,
-    /// `{prefix}_…{last 4 characters}` of the token.
-    #[schema(example = "books_…x7Qa")]
-    pub hint: String,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Expiry; `null` = never.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Last use.
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// Client address of the last use.
-    pub last_used_ip: Option<String>,
-    /// Number of requests the key has authenticated.
-    pub usage_count: u64,
-    /// `false` = disabled; it can be enabled again.
-    pub active: bool,
-    /// When the key was revoked; a revoked key never works again.
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Client networks allowed to use the key; empty = any.
-    pub allowed_ips: Vec<String>,
-    /// Requests per minute; `null` = unlimited.
-    pub rate_limit: Option<u32>,
-    /// Free JSON for the application.
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
-}
-
-impl From<KeyView> for KeyObject {
-    fn from(view: KeyView) -> Self {
-        Self {
-            id: *view.id.as_uuid(),
-            name: view.name,
-            kind: view.kind.into(),
-            owner: view.owner,
-            scopes: view.scopes,
-            hint: view.hint,
-            created_at: view.created_at,
-            expires_at: view.expires_at,
-            last_used_at: view.last_used_at,
-            last_used_ip: view.last_used_ip.map(|ip| ip.to_string()),
-            usage_count: view.usage_count,
-            active: view.active,
-            revoked_at: view.revoked_at,
-            allowed_ips: view.allowed_ips,
-            rate_limit: view.rate_limit,
-            metadata: view.metadata,
-        }
-    }
-}
-
-impl From<&keyward_core::KeyRecord> for KeyObject {
-    fn from(record: &keyward_core::KeyRecord) -> Self {
-        record.view().into()
-    }
-}
-
-/// Whom a key acts for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Acts for its owner; its effective scopes are its scopes ∩ what the owner holds now.
-    Personal,
-    /// No user: server-to-server. Created by administrators only.
-    Service,
-}
-
-impl From<KeyKind> for Kind {
-    fn from(kind: KeyKind) -> Self {
-        match kind {
-            KeyKind::Personal => Self::Personal,
-            KeyKind::Service => Self::Service,
-        }
-    }
-}
-
-impl From<Kind> for KeyKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Personal => Self::Personal,
-            Kind::Service => Self::Service,
-        }
-    }
-}
+/// A key as the management API shows it: core's [`KeyView`] (schema `KeyObject`).
+pub type KeyObject = KeyView;
 
 /// A new key and its token, shown this once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -183,7 +88,7 @@ pub struct CreateKeyRequest {
     pub allowed_ips: Option<Vec<String>>,
     /// `personal` (default) or `service` (administrators only).
     #[serde(default)]
-    pub kind: Option<Kind>,
+    pub kind: Option<KeyKind>,
     /// The owner of a personal key; absent = the caller. Another owner needs `keys:admin`.
     #[serde(default)]
     pub owner: Option<String>,

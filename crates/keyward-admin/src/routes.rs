@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use keyward::{Keyward, Problem};
 use keyward_core::store::MAX_PAGE_SIZE;
 use keyward_core::{
-    Expiry, GracePeriod, KeyChanges, KeyKind, ListCursor, ListQuery, NewKey, ValidationError,
+    Expiry, GracePeriod, KeyChanges, KeyKind, KeyRecord, ListCursor, ListQuery, NewKey,
+    ValidationError,
 };
 
 use crate::access::{Need, admin_needed, ensure_holds, load, require, require_scope};
@@ -128,7 +129,7 @@ pub(crate) async fn list_keys(
     };
     let page = keys.list(&list).await?;
     Ok(Json(KeyList {
-        keys: page.keys.iter().map(KeyObject::from).collect(),
+        keys: page.keys.iter().map(KeyRecord::view).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -156,7 +157,7 @@ pub(crate) async fn create_key(
     JsonBody(body): JsonBody<CreateKeyRequest>,
 ) -> Result<Response, AdminError> {
     require(&actor, Need::Write)?;
-    let kind = body.kind.map_or(KeyKind::Personal, KeyKind::from);
+    let kind = body.kind.unwrap_or_default();
     let owner = match kind {
         KeyKind::Service if !actor.is_admin() => return Err(admin_needed()),
         KeyKind::Service => body.owner,
@@ -197,7 +198,7 @@ pub(crate) async fn create_key(
     let issued = keys.create(new).await?;
     audit::event(&actor, issued.record.id, "create");
     let body = IssuedKeyBody {
-        key: KeyObject::from(&issued.record),
+        key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -225,7 +226,7 @@ pub(crate) async fn get_key(
 ) -> Result<Json<KeyObject>, AdminError> {
     require(&actor, Need::Read)?;
     let record = load(&keys, &actor, &id).await?;
-    Ok(Json(KeyObject::from(&record)))
+    Ok(Json(record.view()))
 }
 
 /// Changes a key's name, scopes, state, allowed networks, rate limit or metadata.
@@ -271,7 +272,7 @@ pub(crate) async fn update_key(
     }
     let updated = keys.update(record.id, changes).await?;
     audit::event(&actor, updated.id, "update");
-    Ok(Json(KeyObject::from(&updated)))
+    Ok(Json(updated.view()))
 }
 
 fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T>, AdminError> {
@@ -306,7 +307,7 @@ pub(crate) async fn revoke_key(
     let record = load(&keys, &actor, &id).await?;
     let revoked = keys.revoke(record.id).await?;
     audit::event(&actor, revoked.id, "revoke");
-    Ok(Json(KeyObject::from(&revoked)))
+    Ok(Json(revoked.view()))
 }
 
 /// Deletes a key permanently.
@@ -370,7 +371,7 @@ pub(crate) async fn regenerate_key(
     let issued = keys.regenerate(record.id, grace).await?;
     audit::event(&actor, issued.record.id, "regenerate");
     Ok(Json(IssuedKeyBody {
-        key: KeyObject::from(&issued.record),
+        key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
     }))
 }
@@ -400,7 +401,7 @@ pub(crate) async fn refresh_key(
     let record = load(&keys, &actor, &id).await?;
     let refreshed = keys.refresh(record.id).await?;
     audit::event(&actor, refreshed.id, "refresh");
-    Ok(Json(KeyObject::from(&refreshed)))
+    Ok(Json(refreshed.view()))
 }
 
 /// The key that authenticates this request and what it may do now.
@@ -421,7 +422,7 @@ pub(crate) async fn get_self(
 ) -> Result<Json<SelfKey>, AdminError> {
     let record = keys.get(principal.key_id()).await?;
     Ok(Json(SelfKey {
-        key: KeyObject::from(&record),
+        key: record.view(),
         effective_scopes: principal.scopes().to_strings(),
     }))
 }
@@ -446,7 +447,7 @@ pub(crate) async fn refresh_self(
     let actor = crate::Actor::from_principal(&principal);
     let refreshed = keys.refresh(principal.key_id()).await?;
     audit::event(&actor, refreshed.id, "refresh");
-    Ok(Json(KeyObject::from(&refreshed)))
+    Ok(Json(refreshed.view()))
 }
 
 /// Answers paths under the router that match no route.

@@ -74,6 +74,7 @@ impl From<Uuid> for KeyId {
 
 /// Whom a key acts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// Acts for its owner; its effective scopes are its scopes ∩ what the owner holds now.
@@ -323,10 +324,14 @@ impl KeyRecord {
     }
 }
 
-/// The key object of the management API: every public field of a record, no digest.
+/// The key object of the management API: every public field of a record, never the token
+/// nor its digest. Times are RFC 3339 in UTC. With the `openapi` feature its schema is named
+/// `KeyObject`, as the management API calls it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = KeyObject))]
 pub struct KeyView {
-    /// Public handle.
+    /// Public handle, a UUID v7.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: KeyId,
     /// Name.
     pub name: String,
@@ -337,6 +342,7 @@ pub struct KeyView {
     /// Granted scopes, sorted.
     pub scopes: Vec<String>,
     /// `{prefix}_…{last 4}`.
+    #[cfg_attr(feature = "openapi", schema(example = "books_…x7Qa"))]
     pub hint: String,
     /// Creation time (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
@@ -345,6 +351,7 @@ pub struct KeyView {
     /// Last use.
     pub last_used_at: Option<DateTime<Utc>>,
     /// Client address of the last use.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_used_ip: Option<IpAddr>,
     /// Number of authenticated requests.
     pub usage_count: u64,
@@ -357,6 +364,7 @@ pub struct KeyView {
     /// Requests per minute.
     pub rate_limit: Option<u32>,
     /// Application data.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Value,
 }
 
