@@ -144,50 +144,13 @@ async fn migrations_run_twice_and_leave_the_host_history_alone() {
     database.drop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_survives_concurrent_changes() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    common::usage_survives_concurrent_changes(database.store().await).await;
-    database.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn batch_with_repeated_key() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    common::batch_with_repeated_key(database.store().await).await;
-    database.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn microseconds_round_trip() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    common::microseconds_round_trip(database.store().await).await;
-    database.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrupt_rows_are_errors() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    common::corrupt_rows_are_errors(database.store().await).await;
-    database.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn missing_table_is_unavailable() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    common::missing_table_is_unavailable(database.store().await).await;
-    database.drop().await;
-}
+common::store_checks!(TestDatabase;
+    usage_survives_concurrent_changes,
+    batch_with_repeated_key,
+    microseconds_round_trip,
+    corrupt_rows_are_errors,
+    missing_table_is_unavailable,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn closed_port_is_unavailable() {

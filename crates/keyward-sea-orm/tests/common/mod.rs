@@ -17,6 +17,27 @@ use sea_orm::{
 };
 use sea_orm_migration::prelude::*;
 
+/// One `#[tokio::test]` per named check of this module, each on a fresh database of type
+/// `$db` (with `async fn create() -> Option<Self>`, `async fn store(&self)` and
+/// `async fn drop(self)`); `None` from `create` means the backend is not configured.
+#[allow(unused_macros)] // the SQLite file builds its stores differently
+macro_rules! store_checks {
+    ($db:ty; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let Some(db) = <$db>::create().await else {
+                    return;
+                };
+                common::$check(db.store().await).await;
+                db.drop().await;
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use store_checks;
+
 /// A host application's own migrations, recorded in SeaORM's default `seaql_migrations`.
 struct HostMigrator;
 
