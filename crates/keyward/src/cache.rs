@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyward_core::{KeyId, KeyRecord, TokenDigest};
 use moka::sync::Cache;
 
 use crate::principal::Principal;
+use crate::usage::KeyUsage;
 
 /// How keyward caches verified keys.
 ///
@@ -104,6 +105,10 @@ impl CacheConfig {
 pub(crate) struct Entry {
     pub(crate) record: KeyRecord,
     pub(crate) grant: Grant,
+    /// The key's usage counter.
+    pub(crate) usage: Arc<KeyUsage>,
+    /// When the store was read.
+    pub(crate) loaded_at: Instant,
 }
 
 /// What the key may do, as resolved when it was loaded.
@@ -119,6 +124,9 @@ pub(crate) enum Grant {
 
 pub(crate) enum Lookup {
     Hit(Arc<Entry>),
+    /// Older than the TTL but inside the `stale_if_error` window: reload, and use it only if
+    /// the store fails.
+    Stale(Arc<Entry>),
     Unknown,
     Miss,
 }
@@ -126,6 +134,8 @@ pub(crate) enum Lookup {
 #[derive(Debug)]
 pub(crate) struct VerifyCache {
     positive: Cache<TokenDigest, Arc<Entry>>,
+    /// The TTL, when entries are kept longer for `stale_if_error`.
+    fresh_for: Option<Duration>,
     negative: Option<Cache<TokenDigest, ()>>,
     /// Key id → digests cached for it. Inserts and invalidations take this lock, so an entry
     /// read from the store before an invalidation is never inserted after it.
@@ -135,7 +145,9 @@ pub(crate) struct VerifyCache {
 }
 
 impl VerifyCache {
-    pub(crate) fn new(config: &CacheConfig) -> Option<Self> {
+    /// A cache per `config`; entries are kept `stale_if_error` past their TTL, to stand in
+    /// while the store fails.
+    pub(crate) fn new(config: &CacheConfig, stale_if_error: Duration) -> Option<Self> {
         if !config.is_enabled() {
             return None;
         }
@@ -148,9 +160,10 @@ impl VerifyCache {
             });
         Some(Self {
             positive: Cache::builder()
-                .time_to_live(config.ttl)
+                .time_to_live(config.ttl.saturating_add(stale_if_error))
                 .max_capacity(config.capacity)
                 .build(),
+            fresh_for: (!stale_if_error.is_zero()).then_some(config.ttl),
             negative,
             index: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
@@ -159,7 +172,10 @@ impl VerifyCache {
 
     pub(crate) fn get(&self, digest: &TokenDigest) -> Lookup {
         if let Some(entry) = self.positive.get(digest) {
-            return Lookup::Hit(entry);
+            return match self.fresh_for {
+                Some(ttl) if entry.loaded_at.elapsed() >= ttl => Lookup::Stale(entry),
+                _ => Lookup::Hit(entry),
+            };
         }
         match &self.negative {
             Some(negative) if negative.contains_key(digest) => Lookup::Unknown,

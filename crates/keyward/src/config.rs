@@ -9,8 +9,11 @@ use ipnet::IpNet;
 use keyward_core::{Clock, KeyStore, ScopeCatalog, SystemClock, TokenFormat, TokenHasher};
 use zeroize::Zeroizing;
 
+use crate::budget::{FailureBudget, LocalFailureBudget};
 use crate::cache::CacheConfig;
+use crate::circuit::CircuitBreaker;
 use crate::handle::{Inner, Keyward};
+use crate::lookup::Bulkhead;
 use crate::problem::Problem;
 use crate::rejection::AuthError;
 use crate::resolver::{DynResolver, OwnerResolver};
@@ -19,6 +22,9 @@ use crate::store::DynStore;
 
 /// The default interval between usage flushes.
 pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The default deadline of a store lookup on the request path.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Turns a refusal into the response the client sees; see
 /// [`KeywardBuilder::error_response`].
@@ -46,6 +52,9 @@ pub enum ConfigError {
     /// The usage flush interval is zero.
     #[error("the usage flush interval must be above zero")]
     InvalidFlushInterval,
+    /// The store timeout is zero.
+    #[error("the store timeout must be above zero")]
+    InvalidStoreTimeout,
 }
 
 /// Configures a [`Keyward`]; made by [`Keyward::builder`].
@@ -66,6 +75,11 @@ pub struct KeywardBuilder {
     realm: Option<String>,
     error_response: Option<ErrorResponder>,
     rate_limits: bool,
+    store_timeout: Duration,
+    circuit_breaker: CircuitBreaker,
+    stale_if_error: Duration,
+    bulkhead: Bulkhead,
+    budget: Option<Arc<dyn FailureBudget>>,
 }
 
 impl fmt::Debug for KeywardBuilder {
@@ -83,6 +97,11 @@ impl fmt::Debug for KeywardBuilder {
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("realm", &self.realm)
             .field("rate_limits", &self.rate_limits)
+            .field("store_timeout", &self.store_timeout)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("bulkhead", &self.bulkhead)
+            .field("failure_budget", &self.budget)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +124,11 @@ impl KeywardBuilder {
             realm: None,
             error_response: None,
             rate_limits: true,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+            circuit_breaker: CircuitBreaker::default(),
+            stale_if_error: Duration::ZERO,
+            bulkhead: Bulkhead::default(),
+            budget: Some(Arc::new(LocalFailureBudget::default())),
         }
     }
 
@@ -415,6 +439,132 @@ impl KeywardBuilder {
         self
     }
 
+    /// The deadline of every store lookup on the request path (the owner resolver included).
+    /// Past it the request is answered 503 with `Retry-After`, never left hanging. Default 1 s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .store_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// When to stop asking a failing store; see [`CircuitBreaker`]. Default: open after 5
+    /// consecutive failures, probe again after 500 ms.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{CircuitBreaker, Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .circuit_breaker(CircuitBreaker::default().failure_threshold(10))
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = breaker;
+        self
+    }
+
+    /// Keeps cache entries for `window` past their TTL and uses them while the store fails
+    /// (error, timeout, open circuit), so keys that were in use keep working through a longer
+    /// outage. Policy (revocation, expiry, allow-list) is still checked against the cached
+    /// record; a change made through keyward or announced by the change feed still drops the
+    /// entry at once. Off (zero) by default: staleness is then bounded by the TTL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .stale_if_error(Duration::from_secs(600))
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// How many store lookups run at once; see [`Bulkhead`]. Default 32, waiting 250 ms.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Bulkhead, Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .bulkhead(Bulkhead::new(16))
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
+        self.bulkhead = bulkhead;
+        self
+    }
+
+    /// How many bad tokens a client may present before it is refused 429 without store
+    /// work; see [`FailureBudget`]. Default: [`LocalFailureBudget::default`], 30 per minute
+    /// per client address.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward::{Keyward, LocalFailureBudget, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .failure_budget(LocalFailureBudget::new(60, Duration::from_secs(60)))
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn failure_budget(mut self, budget: impl FailureBudget) -> Self {
+        self.budget = Some(Arc::new(budget));
+        self
+    }
+
+    /// Turns the failure budget off: every bad token is looked up (bounded only by the
+    /// negative cache and the bulkhead). For tests, or behind a gateway that limits clients.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .without_failure_budget()
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn without_failure_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
     /// Checks the configuration and builds the handle. Inside a Tokio runtime this also
     /// starts the usage flush task and, when the store has a change feed, the task that
     /// applies it to the cache; otherwise they start with the first request.
@@ -453,6 +603,9 @@ impl KeywardBuilder {
         if self.usage_flush_interval.is_zero() {
             return Err(ConfigError::InvalidFlushInterval);
         }
+        if self.store_timeout.is_zero() {
+            return Err(ConfigError::InvalidStoreTimeout);
+        }
         let catalog = match self.catalog {
             Some(catalog) => catalog,
             None => ScopeCatalog::builder()
@@ -474,6 +627,11 @@ impl KeywardBuilder {
             error_response: self.error_response,
             rate_limits: self.rate_limits,
             usage_flush_interval: self.usage_flush_interval,
+            store_timeout: self.store_timeout,
+            circuit_breaker: self.circuit_breaker,
+            stale_if_error: self.stale_if_error,
+            bulkhead: self.bulkhead,
+            budget: self.budget,
         });
         let keyward = Keyward::from_inner(inner);
         keyward.start_tasks();

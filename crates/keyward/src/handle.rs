@@ -17,8 +17,11 @@ use keyward_core::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::budget::FailureBudget;
 use crate::cache::{CacheConfig, VerifyCache};
+use crate::circuit::{Circuit, CircuitBreaker};
 use crate::config::{ErrorResponder, KeywardBuilder};
+use crate::lookup::{Bulkhead, Lookups};
 use crate::rate::RateLimits;
 use crate::rejection::{AuthError, InvalidToken};
 use crate::resolver::DynResolver;
@@ -74,6 +77,9 @@ impl fmt::Debug for Keyward {
     }
 }
 
+/// How long a usage write may take before its counts go back for the next flush.
+const USAGE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) struct Parts {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) catalog: ScopeCatalog,
@@ -89,6 +95,11 @@ pub(crate) struct Parts {
     pub(crate) error_response: Option<ErrorResponder>,
     pub(crate) rate_limits: bool,
     pub(crate) usage_flush_interval: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) circuit_breaker: CircuitBreaker,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) bulkhead: Bulkhead,
+    pub(crate) budget: Option<Arc<dyn FailureBudget>>,
 }
 
 pub(crate) struct Inner {
@@ -110,6 +121,10 @@ pub(crate) struct Inner {
     pub(crate) rate_limits: Option<RateLimits>,
     pub(crate) usage: UsageRecorder,
     usage_flush_interval: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) circuit: Circuit,
+    pub(crate) lookups: Lookups,
+    pub(crate) budget: Option<Arc<dyn FailureBudget>>,
     tasks_started: AtomicBool,
     tasks: Mutex<Tasks>,
 }
@@ -118,6 +133,8 @@ pub(crate) struct Inner {
 enum AuthErrorKey {
     Missing,
     Invalid(InvalidToken),
+    /// Rendered once; `Retry-After` is set per response.
+    TooManyFailures,
 }
 
 impl AuthErrorKey {
@@ -125,6 +142,7 @@ impl AuthErrorKey {
         match error {
             AuthError::MissingCredential => Some(Self::Missing),
             AuthError::InvalidToken(reason) => Some(Self::Invalid(*reason)),
+            AuthError::TooManyFailures { .. } => Some(Self::TooManyFailures),
             _ => None,
         }
     }
@@ -133,6 +151,9 @@ impl AuthErrorKey {
         match self {
             Self::Missing => AuthError::MissingCredential,
             Self::Invalid(reason) => AuthError::InvalidToken(reason),
+            Self::TooManyFailures => AuthError::TooManyFailures {
+                retry_after: Duration::from_secs(1),
+            },
         }
     }
 }
@@ -182,6 +203,7 @@ impl Inner {
                 AuthErrorKey::Missing,
                 AuthErrorKey::Invalid(InvalidToken::Malformed),
                 AuthErrorKey::Invalid(InvalidToken::Unknown),
+                AuthErrorKey::TooManyFailures,
             ];
             keys.into_iter()
                 .map(|key| {
@@ -196,7 +218,7 @@ impl Inner {
         };
         Self {
             prerendered,
-            cache: VerifyCache::new(&parts.cache),
+            cache: VerifyCache::new(&parts.cache, parts.stale_if_error),
             rate_limits: parts
                 .rate_limits
                 .then(|| RateLimits::new(Arc::clone(&parts.clock))),
@@ -213,6 +235,10 @@ impl Inner {
             error_response: parts.error_response,
             usage: UsageRecorder::new(),
             usage_flush_interval: parts.usage_flush_interval,
+            store_timeout: parts.store_timeout,
+            circuit: Circuit::new(parts.circuit_breaker),
+            lookups: Lookups::new(parts.bulkhead),
+            budget: parts.budget,
             tasks_started: AtomicBool::new(false),
             tasks: Mutex::new(Tasks::default()),
         }
@@ -222,7 +248,14 @@ impl Inner {
     pub(crate) fn respond(&self, error: &AuthError) -> Response {
         if let Some(key) = AuthErrorKey::of(error) {
             if let Some((_, rendered)) = self.prerendered.iter().find(|(k, _)| *k == key) {
-                return rendered.response();
+                let mut response = rendered.response();
+                if let AuthError::TooManyFailures { retry_after } = error {
+                    let wait = crate::rejection::whole_seconds(*retry_after);
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+                }
+                return response;
             }
         }
         let problem = error.to_problem(&self.realm);
@@ -233,11 +266,29 @@ impl Inner {
     }
 
     pub(crate) async fn flush_usage(&self) -> Result<(), StoreError> {
+        if self.circuit.is_open() {
+            // The counts stay in memory, one entry per key, until the store answers again.
+            return Err(StoreError::new(
+                keyward_core::StoreErrorKind::Unavailable,
+                "the key store keeps failing; usage is kept for the next flush",
+            ));
+        }
         let batch = self.usage.drain();
         if batch.is_empty() {
             return Ok(());
         }
-        match self.store.record_usage(&batch).await {
+        // A store that does not answer must not hold the counts (or a shutdown) forever. A
+        // write abandoned at its deadline is rolled back with its transaction, so the counts
+        // go back for the next flush.
+        let written = tokio::time::timeout(USAGE_WRITE_TIMEOUT, self.store.record_usage(&batch))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::new(
+                    keyward_core::StoreErrorKind::Unavailable,
+                    "the usage write did not finish in time",
+                ))
+            });
+        match written {
             Ok(()) => {
                 tracing::debug!(keys = batch.len(), "keyward usage flushed");
                 Ok(())
@@ -384,7 +435,11 @@ impl Keyward {
             let _ = flush.await;
         }
         if let Err(err) = self.inner.flush_usage().await {
-            tracing::error!(error = %err, "keyward could not write the final usage counts");
+            tracing::error!(
+                error = %err,
+                uses = self.inner.usage.pending(),
+                "keyward could not write the final usage counts; these uses are lost"
+            );
         }
     }
 

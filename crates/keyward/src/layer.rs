@@ -137,10 +137,10 @@ where
         self.keyward.start_tasks();
         let inner = &*self.keyward.inner;
         let ip = client_ip(req.extensions(), req.headers(), &inner.trusted_proxies);
-        let (token, found) = match inner.sources.find(req.headers(), req.uri()) {
+        let (token, found) = match inner.sources.find(&req) {
             Ok(Some(credential)) => credential,
             Ok(None) if self.optional => {
-                self.prepare(&mut req, None, ip, None);
+                prepare(&self.keyward, &mut req, None, ip, None);
                 return ResponseFuture::inner(self.inner.call(req), None);
             }
             Ok(None) => return self.reject(&AuthError::MissingCredential),
@@ -153,38 +153,41 @@ where
             Step::Done(Ok(admitted)) => {
                 record(&span, Ok(&admitted));
                 let rate = admitted.rate;
-                self.prepare(&mut req, Some(admitted.principal), ip, Some(found));
+                prepare(
+                    &self.keyward,
+                    &mut req,
+                    Some(admitted.principal),
+                    ip,
+                    Some(found),
+                );
                 ResponseFuture::inner(self.inner.call(req), rate)
             }
             Step::Done(Err(err)) => {
                 record(&span, Err(&err));
                 self.reject(&err)
             }
-            Step::Miss(digest, now) => {
+            Step::Miss(miss) => {
                 // The ready service goes into the future; this one keeps a fresh clone.
                 let clone = self.inner.clone();
                 let mut ready_inner = std::mem::replace(&mut self.inner, clone);
-                let this = Self {
-                    inner: self.inner.clone(),
-                    keyward: self.keyward.clone(),
-                    optional: self.optional,
-                };
+                let keyward = self.keyward.clone();
                 ResponseFuture::miss(Box::pin(async move {
-                    let result = this
-                        .keyward
-                        .inner
-                        .finish(digest, now, ip)
-                        .instrument(span.clone())
-                        .await;
+                    let result = keyward.inner.finish(miss).instrument(span.clone()).await;
                     record(&span, result.as_ref());
                     match result {
                         Ok(admitted) => {
                             let rate = admitted.rate;
-                            this.prepare(&mut req, Some(admitted.principal), ip, Some(found));
+                            prepare(
+                                &keyward,
+                                &mut req,
+                                Some(admitted.principal),
+                                ip,
+                                Some(found),
+                            );
                             let response = ready_inner.call(req).await?;
                             Ok(finish_response(response, rate))
                         }
-                        Err(err) => Ok(this.keyward.inner.respond(&err)),
+                        Err(err) => Ok(keyward.inner.respond(&err)),
                     }
                 }))
             }
@@ -196,28 +199,27 @@ impl<S> KeywardService<S> {
     fn reject<F, E>(&self, error: &AuthError) -> ResponseFuture<F, E> {
         ResponseFuture::reject(self.keyward.inner.respond(error))
     }
+}
 
-    /// Puts what handlers need into the extensions and hides the credential.
-    fn prepare<B>(
-        &self,
-        req: &mut Request<B>,
-        principal: Option<Principal>,
-        ip: Option<std::net::IpAddr>,
-        found: Option<Found>,
-    ) {
-        let inner = &self.keyward.inner;
-        if let (Some(found), true) = (found, inner.hide_credentials) {
-            inner.sources.hide_headers(found, req.headers_mut());
-            inner.sources.hide_query(found, req.uri_mut());
-        }
-        let extensions = req.extensions_mut();
-        extensions.insert(LayerContext(self.keyward.clone()));
-        if let Some(ip) = ip {
-            extensions.insert(ClientIp(ip));
-        }
-        if let Some(principal) = principal {
-            extensions.insert(principal);
-        }
+/// Puts what handlers need into the extensions and hides the credential.
+fn prepare<B>(
+    keyward: &Keyward,
+    req: &mut Request<B>,
+    principal: Option<Principal>,
+    ip: Option<std::net::IpAddr>,
+    found: Option<Found>,
+) {
+    let inner = &keyward.inner;
+    if let (Some(found), true) = (found, inner.hide_credentials) {
+        inner.sources.hide(found, req);
+    }
+    let extensions = req.extensions_mut();
+    extensions.insert(LayerContext(keyward.clone()));
+    if let Some(ip) = ip {
+        extensions.insert(ClientIp(ip));
+    }
+    if let Some(principal) = principal {
+        extensions.insert(principal);
     }
 }
 

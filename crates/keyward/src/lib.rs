@@ -80,13 +80,17 @@
 //! or resolver is 503, never 401 or 403. Each verification is a `keyward.verify` tracing span
 //! with the key id and outcome; no log line contains a token.
 
+mod budget;
 mod cache;
+mod circuit;
 mod config;
 mod extract;
 mod guard;
 mod handle;
+mod hide;
 mod ip;
 mod layer;
+mod lookup;
 mod manage;
 mod principal;
 mod problem;
@@ -98,13 +102,19 @@ mod store;
 mod usage;
 mod verify;
 
+pub use budget::{FailureBudget, LocalFailureBudget};
 pub use cache::CacheConfig;
-pub use config::{ConfigError, DEFAULT_USAGE_FLUSH_INTERVAL, KeywardBuilder};
+pub use circuit::CircuitBreaker;
+pub use config::{
+    ConfigError, DEFAULT_STORE_TIMEOUT, DEFAULT_USAGE_FLUSH_INTERVAL, KeywardBuilder,
+};
 pub use extract::{AuthRejection, RequireScope};
 pub use guard::{GuardFuture, RequireScopes, RequireScopesLayer, require_scopes};
 pub use handle::Keyward;
+pub use hide::{HideCredentials, HideCredentialsLayer};
 pub use ip::ClientIp;
 pub use layer::{KeywardLayer, KeywardService, ResponseFuture};
+pub use lookup::Bulkhead;
 pub use manage::{ManageError, ManageErrorKind};
 pub use principal::Principal;
 pub use problem::{PROBLEM_JSON, Problem};

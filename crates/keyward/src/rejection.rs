@@ -96,7 +96,15 @@ pub enum AuthError {
         /// How long until the next request is allowed.
         retry_after: Duration,
     },
-    /// The key store failed: 503, never 401 or 403.
+    /// The client presented too many unknown, revoked or expired tokens recently (its
+    /// [failure budget](crate::FailureBudget) is spent): 429, without a store lookup.
+    #[error("too many invalid API keys from this client")]
+    TooManyFailures {
+        /// How long until the budget is renewed.
+        retry_after: Duration,
+    },
+    /// The key store failed, did not answer in time, or is not being asked while it keeps
+    /// failing (circuit open, too many lookups at once): 503, never 401 or 403.
     #[error("the key store is unavailable")]
     StoreUnavailable(#[source] StoreError),
     /// The owner resolver failed: 503.
@@ -129,7 +137,9 @@ impl AuthError {
             Self::MissingCredential | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::ConflictingCredentials => StatusCode::BAD_REQUEST,
             Self::IpNotAllowed | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyFailures { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::StoreUnavailable(_) | Self::ResolverFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::LayerMissing => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -145,6 +155,7 @@ impl AuthError {
             Self::IpNotAllowed => "ip_not_allowed",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyFailures { .. } => "too_many_failures",
             Self::StoreUnavailable(_) | Self::ResolverFailed(_) => "temporarily_unavailable",
             Self::LayerMissing => "keyward_layer_missing",
         }
@@ -171,6 +182,9 @@ impl AuthError {
             }
             Self::RateLimited { limit, .. } => {
                 format!("this API key may make {limit} requests per minute").into()
+            }
+            Self::TooManyFailures { .. } => {
+                "too many invalid API keys from this address; try again later".into()
             }
             Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
                 "API keys cannot be checked right now; try again shortly".into()
@@ -210,8 +224,7 @@ impl AuthError {
                 problem = problem.member("scope", scope.as_ref());
             }
             Self::RateLimited { limit, retry_after } => {
-                let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                let wait = HeaderValue::from(wait.max(1));
+                let wait = HeaderValue::from(whole_seconds(*retry_after));
                 problem = problem
                     .header(RETRY_AFTER, wait.clone())
                     .header(
@@ -229,6 +242,10 @@ impl AuthError {
                             .unwrap_or(HeaderValue::from_static("")),
                     );
             }
+            Self::TooManyFailures { retry_after } => {
+                problem =
+                    problem.header(RETRY_AFTER, HeaderValue::from(whole_seconds(*retry_after)));
+            }
             Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
                 problem =
                     problem.header(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
@@ -237,4 +254,9 @@ impl AuthError {
         }
         problem
     }
+}
+
+/// A wait in whole seconds for `Retry-After`, rounded up, at least 1.
+pub(crate) fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }

@@ -2,92 +2,114 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use keyward_core::{KeyId, UsageUpdate};
 
-const SHARDS: usize = 16;
-
-/// Per-key request counts since the last flush, in shards so that concurrent requests on
-/// different keys rarely share a lock. A request never writes to the store; a flush writes one
-/// update per key.
+/// Uses of one key since the last flush. The cache entry of the key holds it, so counting a
+/// request on a cache hit is two atomic operations and a lock no other key shares.
 #[derive(Debug)]
-pub(crate) struct UsageRecorder {
-    shards: [Mutex<HashMap<KeyId, Pending>>; SHARDS],
+pub(crate) struct KeyUsage {
+    count: AtomicU64,
+    /// Microseconds since the epoch of the latest use; `i64::MIN` when none is pending.
+    last_used: AtomicI64,
+    last_ip: Mutex<Option<IpAddr>>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    count: u64,
-    last_used_at: DateTime<Utc>,
-    last_used_ip: Option<IpAddr>,
+impl KeyUsage {
+    fn new() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            last_used: AtomicI64::new(i64::MIN),
+            last_ip: Mutex::new(None),
+        }
+    }
+
+    /// Counts `count` uses, the latest at `at` from `ip`.
+    pub(crate) fn record(&self, count: u64, at: DateTime<Utc>, ip: Option<IpAddr>) {
+        self.count.fetch_add(count, Ordering::Relaxed);
+        let micros = at.timestamp_micros();
+        if self.last_used.fetch_max(micros, Ordering::Relaxed) <= micros {
+            let mut last_ip = self.last_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            if *last_ip != ip {
+                *last_ip = ip;
+            }
+        }
+    }
+
+    /// Takes the pending uses, if any.
+    fn take(&self, id: KeyId) -> Option<UsageUpdate> {
+        let count = self.count.swap(0, Ordering::AcqRel);
+        if count == 0 {
+            return None;
+        }
+        let micros = self.last_used.load(Ordering::Relaxed);
+        Some(UsageUpdate {
+            id,
+            count,
+            last_used_at: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
+            last_used_ip: *self.last_ip.lock().unwrap_or_else(PoisonError::into_inner),
+        })
+    }
+}
+
+/// Per-key request counts since the last flush. A request never writes to the store; a
+/// flush writes one update per key.
+///
+/// Memory is bounded by the number of keys that were used: a key's counter is one entry
+/// however many requests it serves and however long the store refuses the flush.
+#[derive(Debug, Default)]
+pub(crate) struct UsageRecorder {
+    keys: Mutex<HashMap<KeyId, Arc<KeyUsage>>>,
 }
 
 impl UsageRecorder {
     pub(crate) fn new() -> Self {
-        Self {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-        }
+        Self::default()
     }
 
-    fn shard(&self, id: KeyId) -> MutexGuard<'_, HashMap<KeyId, Pending>> {
-        // UUID v7 ends in random bits.
-        let index = (id.as_uuid().as_u128() % SHARDS as u128) as usize;
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, Arc<KeyUsage>>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts `count` uses of `id`, the latest at `at` from `ip`.
-    pub(crate) fn record(&self, id: KeyId, count: u64, at: DateTime<Utc>, ip: Option<IpAddr>) {
-        let mut shard = self.shard(id);
-        match shard.get_mut(&id) {
-            Some(pending) => {
-                pending.count += count;
-                if at >= pending.last_used_at {
-                    pending.last_used_at = at;
-                    pending.last_used_ip = ip;
-                }
-            }
-            None => {
-                shard.insert(
-                    id,
-                    Pending {
-                        count,
-                        last_used_at: at,
-                        last_used_ip: ip,
-                    },
-                );
-            }
-        }
+    /// The counter of `id`, shared by every cache entry of the key.
+    pub(crate) fn counter(&self, id: KeyId) -> Arc<KeyUsage> {
+        Arc::clone(
+            self.lock()
+                .entry(id)
+                .or_insert_with(|| Arc::new(KeyUsage::new())),
+        )
     }
 
-    /// Takes everything counted so far.
+    /// Takes everything counted so far, and forgets the counters no cache entry holds.
     pub(crate) fn drain(&self) -> Vec<UsageUpdate> {
         let mut batch = Vec::new();
-        for shard in &self.shards {
-            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(PoisonError::into_inner));
-            batch.extend(taken.into_iter().map(|(id, p)| UsageUpdate {
-                id,
-                count: p.count,
-                last_used_at: p.last_used_at,
-                last_used_ip: p.last_used_ip,
-            }));
-        }
+        self.lock().retain(|id, usage| match usage.take(*id) {
+            Some(update) => {
+                batch.push(update);
+                true
+            }
+            None => Arc::strong_count(usage) > 1,
+        });
         batch
     }
 
     /// Puts back a batch whose write failed, so that nothing is lost.
     pub(crate) fn restore(&self, batch: &[UsageUpdate]) {
         for update in batch {
-            self.record(
-                update.id,
-                update.count,
-                update.last_used_at,
-                update.last_used_ip,
-            );
+            self.counter(update.id)
+                .record(update.count, update.last_used_at, update.last_used_ip);
         }
+    }
+
+    /// Uses counted and not yet written, over every key.
+    pub(crate) fn pending(&self) -> u64 {
+        self.lock()
+            .values()
+            .map(|usage| usage.count.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -101,21 +123,36 @@ mod tests {
         let (a, b) = (KeyId::new(), KeyId::new());
         let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        recorder.record(a, 1, t0, None);
-        recorder.record(a, 1, t0 + chrono::TimeDelta::seconds(5), Some(ip));
-        recorder.record(a, 1, t0 + chrono::TimeDelta::seconds(1), None);
-        recorder.record(b, 1, t0, None);
-        let mut batch = recorder.drain();
-        batch.sort_by_key(|u| u.id);
+        let counter = recorder.counter(a);
+        counter.record(1, t0, None);
+        counter.record(1, t0 + chrono::TimeDelta::seconds(5), Some(ip));
+        recorder
+            .counter(a)
+            .record(1, t0 + chrono::TimeDelta::seconds(1), None);
+        recorder.counter(b).record(1, t0, None);
+        assert_eq!(recorder.pending(), 4);
+        let batch = recorder.drain();
         let a_update = batch.iter().find(|u| u.id == a).unwrap();
         assert_eq!(a_update.count, 3);
         assert_eq!(a_update.last_used_ip, Some(ip));
         assert_eq!(a_update.last_used_at, t0 + chrono::TimeDelta::seconds(5));
         assert!(recorder.drain().is_empty());
         recorder.restore(&batch);
-        recorder.record(a, 1, t0, None);
+        counter.record(1, t0, None);
         let again = recorder.drain();
         assert_eq!(again.iter().find(|u| u.id == a).unwrap().count, 4);
         assert_eq!(again.iter().find(|u| u.id == b).unwrap().count, 1);
+    }
+
+    #[test]
+    fn idle_counters_are_forgotten_unless_held() {
+        let recorder = UsageRecorder::new();
+        let (held, idle) = (KeyId::new(), KeyId::new());
+        let counter = recorder.counter(held);
+        drop(recorder.counter(idle));
+        assert!(recorder.drain().is_empty());
+        assert_eq!(recorder.lock().len(), 1);
+        counter.record(2, Utc::now(), None);
+        assert_eq!(recorder.drain()[0].count, 2);
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -28,12 +29,15 @@ scopes! {
     pub BooksWrite = "books:write";
 }
 
-/// Counts every store call and can be told to fail.
+/// Counts every store call and can be told to fail, to stall (never answer) or to answer
+/// lookups slowly.
 #[derive(Debug, Clone, Default)]
 pub struct CountingStore {
     pub inner: MemoryStore,
     pub counts: Arc<Counts>,
     pub failing: Arc<AtomicBool>,
+    pub stalled: Arc<AtomicBool>,
+    pub find_delay_ms: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +73,24 @@ impl CountingStore {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// Every call from now on waits until [`unstall`](Self::unstall) (a store that accepts
+    /// connections and never answers).
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Lookups take `delay` before answering.
+    pub fn delay_finds(&self, delay: Duration) {
+        self.find_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    async fn wait(&self) {
+        while self.stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             Err(StoreError::unavailable(std::io::Error::other(
@@ -93,6 +115,11 @@ impl KeyStore for CountingStore {
         now: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.counts.find.fetch_add(1, Ordering::SeqCst);
+        self.wait().await;
+        let delay = self.find_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.check()?;
         self.inner.find_by_digest(digest, now).await
     }
@@ -151,6 +178,7 @@ impl KeyStore for CountingStore {
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
         self.counts.record_usage.fetch_add(1, Ordering::SeqCst);
+        self.wait().await;
         self.check()?;
         self.inner.record_usage(batch).await
     }
