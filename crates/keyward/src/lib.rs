@@ -77,7 +77,14 @@
 //! the key's rate limit, counts the use in memory, and hands the request to the inner service
 //! with the [`Principal`] and [`ClientIp`] in its extensions and the credential removed.
 //! Refusals follow RFC 6750 (`WWW-Authenticate`) and RFC 9457 ([`Problem`]); a failing store
-//! or resolver is 503, never 401 or 403. Each verification is a `keyward.verify` tracing span
+//! or resolver is 503, never 401 or 403.
+//!
+//! A miss is bounded: concurrent misses on one token share one lookup, at most a few lookups
+//! run at once ([`Bulkhead`]), each within a deadline
+//! ([`store_timeout`](KeywardBuilder::store_timeout)), and a store that keeps failing is not
+//! asked at all for a while ([`CircuitBreaker`]); the answer is then 503 with `Retry-After`.
+//! A client that keeps presenting unknown, revoked or expired tokens spends its
+//! [`FailureBudget`] and is answered 429 without any store work. Each verification is a `keyward.verify` tracing span
 //! with the key id and outcome; no log line contains a token.
 
 mod budget;

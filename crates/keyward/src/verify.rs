@@ -14,6 +14,7 @@ use crate::lookup::{Failure, Loaded};
 use crate::principal::Principal;
 use crate::rate::RateState;
 use crate::rejection::{AuthError, InvalidToken};
+use crate::resolver::ResolverError;
 
 /// A request that may go on.
 #[derive(Debug)]
@@ -101,20 +102,25 @@ impl Inner {
             ip,
             stale,
         } = miss;
-        let entry = match self.lookups.share(&digest, || self.load(digest, now)).await {
-            Ok(entry) => entry,
-            Err(failure) if failure.is_outage() && stale.is_some() => {
+        let entry = match (
+            self.lookups.share(&digest, || self.load(digest, now)).await,
+            stale,
+        ) {
+            (Ok(entry), _) => entry,
+            (Err(failure), Some(stale)) if failure.is_outage() => {
                 tracing::debug!("keyward: the store failed; using a stale cache entry");
-                stale.unwrap_or_else(|| unreachable!("checked above"))
+                stale
             }
-            Err(failure) => return Err(self.failed(failure.to_error(), ip)),
+            (Err(failure), _) => return Err(self.failed(failure.to_error(), ip)),
         };
         let principal = match self.check(&entry, &digest, now, ip) {
             Ok(Some(principal)) => principal,
             // Unusable when loaded, usable now (the clock moved back): resolve uncached.
-            Ok(None) => self
-                .resolve(&entry.record)
-                .await?
+            Ok(None) => tokio::time::timeout(self.store_timeout, self.resolve(&entry.record))
+                .await
+                .map_err(|_| {
+                    AuthError::ResolverFailed(ResolverError::msg("the owner resolver timed out"))
+                })??
                 .ok_or(AuthError::InvalidToken(InvalidToken::OwnerGone))?,
             Err(err) => return Err(self.failed(err, ip)),
         };
@@ -240,9 +246,9 @@ impl Inner {
                     return Err(Failure::Resolver(Arc::new(err)));
                 }
                 Ok(Err(_)) | Err(_) => {
-                    return Err(Failure::Resolver(Arc::new(
-                        crate::resolver::ResolverError::msg("the owner resolver timed out"),
-                    )));
+                    return Err(Failure::Resolver(Arc::new(ResolverError::msg(
+                        "the owner resolver timed out",
+                    ))));
                 }
             }
         };
