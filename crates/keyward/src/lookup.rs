@@ -95,10 +95,7 @@ impl Failure {
         match self {
             Self::Unknown => AuthError::InvalidToken(InvalidToken::Unknown),
             Self::Store(err) => {
-                AuthError::StoreUnavailable(match Arc::try_unwrap(Arc::clone(err)) {
-                    Ok(err) => err,
-                    Err(shared) => StoreError::new(shared.kind(), shared.message()),
-                })
+                AuthError::StoreUnavailable(StoreError::new(err.kind(), err.message()))
             }
             Self::Resolver(err) => AuthError::ResolverFailed(ResolverError::msg(err.to_string())),
         }
