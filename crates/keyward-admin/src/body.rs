@@ -149,6 +149,48 @@ mod tests {
     }
 
     #[test]
+    fn expires_at_is_rfc3339_with_four_digit_years() {
+        for bad in [
+            "+262142-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+            "-0001-12-31T23:59:59Z",
+            "9999-12-31T23:59:59-00:01",
+            "0000-01-01T00:00:00+00:01",
+            "2027-01-31",
+            "2027-01-31T00:00:00",
+        ] {
+            let body = format!(r#"{{"name":"n","expires_at":"{bad}"}}"#);
+            let err = parse::<CreateKeyRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.status().as_u16(), field_of(&err)),
+                (422, "expires_at".into()),
+                "{bad}"
+            );
+        }
+        for (good, utc) in [
+            ("2027-01-31T00:00:00Z", "2027-01-31T00:00:00+00:00"),
+            (
+                "2027-01-31t01:00:00.5+01:00",
+                "2027-01-31T00:00:00.500+00:00",
+            ),
+            (
+                "9999-12-31T23:59:59.999999Z",
+                "9999-12-31T23:59:59.999999+00:00",
+            ),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00+00:00"),
+        ] {
+            let body = format!(r#"{{"expires_at":"{good}"}}"#);
+            let create: CreateKeyRequest = parse(body.as_bytes()).unwrap();
+            assert_eq!(
+                create.expires_at.map(|at| at.to_rfc3339()).as_deref(),
+                Some(utc)
+            );
+        }
+        let create: CreateKeyRequest = parse(br#"{"expires_at":null}"#).unwrap();
+        assert_eq!(create.expires_at, None);
+    }
+
+    #[test]
     fn names_unknown_members() {
         let err = parse::<UpdateKeyRequest>(br#"{"colour":"red"}"#).unwrap_err();
         assert_eq!(err.status(), 422);

@@ -64,7 +64,7 @@
 //! | `DELETE /keys/{id}` | delete permanently | 204 |
 //! | `POST /keys/{id}/revoke` | revoke, keep the record | 200 key object |
 //! | `POST /keys/{id}/regenerate` | new token; optional `grace_seconds` (≤ 86400) | 200 `{"key":{…},"token":"…"}` |
-//! | `POST /keys/{id}/refresh` | expiry = now + the key's lifetime | 200 key object |
+//! | `POST /keys/{id}/refresh` | expiry = now + the key's lifetime (at most 3650 days) | 200 key object |
 //! | `GET /self` | the presenting key and its effective scopes | 200 `{"key":{…},"effective_scopes":[…]}` |
 //! | `POST /self/refresh` | refresh the presenting key | 200 key object |
 //! | `GET /openapi.json` | the [OpenAPI 3.1 document](openapi) | 200 |

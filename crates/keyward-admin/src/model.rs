@@ -1,7 +1,8 @@
 //! The JSON bodies of the management routes, with their OpenAPI schemas.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use keyward_core::{CatalogEntry, KeyKind, KeyView};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -14,7 +15,7 @@ pub struct IssuedKeyBody {
     /// The key.
     pub key: KeyObject,
     /// The token. It is not stored and cannot be shown again.
-    #[schema(example = "books_4hWq9PZt0xbd7Ksm2LrA1cYv8NeGf3Ju6TiBo5Rn0a1B2c")]
+    #[schema(example = "books_<46 letters and digits, shown once>")]
     pub token: String,
 }
 
@@ -80,8 +81,12 @@ pub struct CreateKeyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, example = 30)]
     pub expires_in_days: Option<Option<u32>>,
-    /// A custom expiry in the future, instead of `expires_in_days`.
-    #[serde(default)]
+    /// A custom expiry instead of `expires_in_days`: an RFC 3339 date-time with a four-digit
+    /// year (0000 to 9999, in UTC), in the future and at most 3650 days
+    /// (`MAX_LIFETIME_DAYS`) from now; later is refused with 422. The key's lifetime, which a
+    /// refresh extends it by, is the time from now until then.
+    #[serde(default, deserialize_with = "rfc3339")]
+    #[schema(example = "2027-01-31T00:00:00Z")]
     pub expires_at: Option<DateTime<Utc>>,
     /// IP addresses or CIDR networks allowed to use the key; empty or absent = any.
     #[serde(default)]
@@ -178,6 +183,26 @@ pub struct FieldProblem {
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+}
+
+/// Deserializes an optional RFC 3339 date-time strictly: a four-digit year and an explicit
+/// offset, and an instant whose UTC year is still four digits, so that every stored time is
+/// written back as RFC 3339. chrono's own `Deserialize` also takes `+262142-12-31T23:59:59Z`.
+fn rfc3339<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    const EXPECTED: &str =
+        "must be an RFC 3339 date-time with a four-digit year, like 2027-01-31T00:00:00Z";
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+        .filter(|at| (0..=9999).contains(&at.year()))
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(EXPECTED))
 }
 
 /// Deserializes a member that is present, so `Some(None)` means an explicit `null` and `None`

@@ -146,7 +146,7 @@ pub(crate) async fn list_keys(
         (status = 401, description = "No key and no session", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks `keys:write`, `keys:admin` (service keys, other owners) or one of the requested scopes; `scope` names it", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A member is invalid (unknown scope, bad expiry, ...); `field` names it", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A member is invalid (unknown scope, an expiry in the past, more than 3650 days ahead or not RFC 3339, ...); `field` names it", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The key store is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("session" = []))
@@ -377,6 +377,9 @@ pub(crate) async fn regenerate_key(
 }
 
 /// Extends a key's expiry by its lifetime, counted from now.
+///
+/// A lifetime above 3650 days (`MAX_LIFETIME_DAYS`, from keys stored before that bound)
+/// counts as 3650 days.
 #[utoipa::path(
     post,
     path = "/keys/{id}/refresh",
@@ -387,7 +390,7 @@ pub(crate) async fn regenerate_key(
         (status = 401, description = "No key and no session", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks `keys:write`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such key, or another owner's key", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The key never expires, is revoked or is disabled", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The key never expires, is revoked or is disabled, or its stored lifetime is not positive", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The key store is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("session" = []))
@@ -428,6 +431,8 @@ pub(crate) async fn get_self(
 }
 
 /// Refreshes the key that authenticates this request (no management scope needed).
+///
+/// Like `POST /keys/{id}/refresh`, by the key's lifetime counted from now, at most 3650 days.
 #[utoipa::path(
     post,
     path = "/self/refresh",
@@ -435,7 +440,7 @@ pub(crate) async fn get_self(
     responses(
         (status = 200, description = "The refreshed key", body = KeyObject),
         (status = 401, description = "No API key was presented", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The key never expires", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The key never expires, or its stored lifetime is not positive", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The key store is unavailable", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

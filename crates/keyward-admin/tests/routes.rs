@@ -3,8 +3,12 @@
 mod common;
 
 use axum::body::Body;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use common::{MOUNT, TestApp};
 use http::{Method, Request};
+use keyward::{Expiry, KeyId, KeyRecord, NewKey};
+use keyward_core::KeyStore;
+use keyward_core::input::MAX_LIFETIME;
 use serde_json::json;
 
 const NIL: &str = "00000000-0000-7000-8000-000000000000";
@@ -714,6 +718,220 @@ async fn refresh_key_errors() {
     app.send(Method::POST, &path, Some(&alice.token), None)
         .await
         .expect(409);
+}
+
+/// `expires_at` is an RFC 3339 time with a four-digit year, at most `MAX_LIFETIME_DAYS` from
+/// now: anything else is a 422 naming it, and the longest lifetime itself is accepted.
+#[tokio::test]
+async fn expires_at_is_bounded() {
+    let app = TestApp::new();
+    let alice = app.personal("alice", &["keys:write", "books:read"]).await;
+    let longest = common::start() + MAX_LIFETIME;
+    let rfc3339 = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    for at in [
+        // chrono's own parser takes these two; neither is RFC 3339.
+        "+262142-12-31T23:59:59Z".to_owned(),
+        "+10000-01-01T00:00:00Z".to_owned(),
+        // Four digits as written, five in UTC.
+        "9999-12-31T23:59:59-01:00".to_owned(),
+        "-0001-01-01T00:00:00Z".to_owned(),
+        "2027-01-01T00:00:00".to_owned(),
+        rfc3339(longest + TimeDelta::microseconds(1)),
+        rfc3339(longest + TimeDelta::seconds(1)),
+        "9999-12-31T23:59:59Z".to_owned(),
+    ] {
+        let reply = app
+            .post(
+                "/keys",
+                &alice.token,
+                json!({"name": "k", "scopes": ["books:read"], "expires_at": at}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(reply.field(), "expires_at", "{at}: {}", reply.text);
+        assert_eq!(reply.error(), "validation_failed", "{at}");
+    }
+    let reply = app
+        .post(
+            "/keys",
+            &alice.token,
+            json!({"name": "k", "scopes": ["books:read"], "expires_at": 1_893_456_000}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(reply.field(), "expires_at");
+
+    for at in [longest - TimeDelta::seconds(1), longest] {
+        let reply = app
+            .post(
+                "/keys",
+                &alice.token,
+                json!({"name": "k", "scopes": ["books:read"], "expires_at": rfc3339(at)}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(reply.json["key"]["expires_at"], rfc3339(at));
+    }
+}
+
+/// Replaces a stored record, as a database written before a rule existed could hold it.
+async fn plant(app: &TestApp, id: KeyId, change: impl FnOnce(&mut KeyRecord)) {
+    let mut record = app.store.get(id).await.unwrap().expect("stored");
+    change(&mut record);
+    app.store.delete(id).await.unwrap();
+    app.store.insert(record).await.unwrap();
+    app.keys.invalidate_key(id);
+}
+
+/// Regression: a key created with `"expires_at": "+262142-12-31T23:59:59Z"` was accepted,
+/// and refreshing it panicked the handler (`DateTime + TimeDelta overflowed`). The body is now
+/// refused; a record that still holds such an expiry and lifetime refreshes to the longest
+/// lifetime from now, and regenerates, without a panic.
+#[tokio::test]
+async fn a_key_at_the_end_of_time_refreshes_without_panicking() {
+    let app = TestApp::new();
+    let alice = app.personal("alice", &["keys:write", "books:read"]).await;
+    let far = "+262142-12-31T23:59:59Z";
+    app.post(
+        "/keys",
+        &alice.token,
+        json!({"name": "far", "scopes": ["books:read"], "expires_at": far}),
+    )
+    .await
+    .expect(422);
+
+    let target = app.personal("alice", &["books:read"]).await;
+    let far: DateTime<Utc> = far.parse().unwrap();
+    plant(&app, target.id, |record| {
+        record.expires_at = Some(far);
+        record.lifetime = Some(far - common::start());
+    })
+    .await;
+    // A refresh any later than the creation used to pass chrono's last instant.
+    app.clock.advance(TimeDelta::hours(1));
+    let now = common::start() + TimeDelta::hours(1);
+    let path = format!("/keys/{}/refresh", target.id);
+    let reply = app
+        .send(Method::POST, &path, Some(&alice.token), None)
+        .await
+        .expect(200);
+    let longest = serde_json::to_value(now + MAX_LIFETIME).unwrap();
+    assert_eq!(reply.json["expires_at"], longest);
+    let stored = app.store.get(target.id).await.unwrap().unwrap();
+    assert_eq!(stored.lifetime, Some(MAX_LIFETIME));
+
+    // The key itself, through /self/refresh, and a rolling regenerate of it.
+    plant(&app, target.id, |record| {
+        record.expires_at = Some(DateTime::<Utc>::MAX_UTC);
+        record.lifetime = Some(TimeDelta::MAX);
+    })
+    .await;
+    let reply = app
+        .send(Method::POST, "/self/refresh", Some(&target.token), None)
+        .await
+        .expect(200);
+    assert_eq!(reply.json["expires_at"], longest);
+    let reply = app
+        .post(
+            &format!("/keys/{}/regenerate", target.id),
+            &alice.token,
+            json!({"grace_seconds": 86_400}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reply.json["key"]["expires_at"], longest);
+    app.get("/self", &target.token).await.expect(200);
+}
+
+/// A stored lifetime that is not positive cannot be refreshed: 409, not a key that expires
+/// at once.
+#[tokio::test]
+async fn a_key_with_no_lifetime_left_is_not_refreshed() {
+    let app = TestApp::new();
+    let alice = app.personal("alice", &["keys:write", "books:read"]).await;
+    let target = app.personal("alice", &["books:read"]).await;
+    plant(&app, target.id, |record| {
+        record.lifetime = Some(TimeDelta::microseconds(-1));
+    })
+    .await;
+    let before = app.store.get(target.id).await.unwrap();
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/keys/{}/refresh", target.id),
+            Some(&alice.token),
+            None,
+        )
+        .await
+        .expect(409);
+    assert!(reply.json["detail"].as_str().unwrap().contains("lifetime"));
+    assert_eq!(app.store.get(target.id).await.unwrap(), before);
+}
+
+/// With the clock a day from the latest representable instant, every time rule answers
+/// instead of panicking: presets and refreshes that would pass it are refused, a grace
+/// period ends at it.
+#[tokio::test]
+async fn the_routes_hold_at_the_end_of_time() {
+    let app = TestApp::new();
+    let admin = app
+        .mint(
+            NewKey::personal("admin", "alice")
+                .scopes(["keys:write", "books:read"])
+                .expiry(Expiry::Never),
+        )
+        .await;
+    let target = app.personal("alice", &["books:read"]).await;
+    plant(&app, target.id, |record| record.expires_at = None).await;
+    app.clock
+        .set(DateTime::<Utc>::MAX_UTC - TimeDelta::hours(12));
+
+    let reply = app
+        .post(
+            "/keys",
+            &admin.token,
+            json!({"name": "k", "scopes": ["books:read"], "expires_in_days": 7}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(reply.field(), "expires_in_days");
+    let reply = app
+        .post(
+            "/keys",
+            &admin.token,
+            json!({"name": "k", "scopes": ["books:read"], "expires_at": "9999-12-31T23:59:59Z"}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(reply.field(), "expires_at");
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/keys/{}/refresh", target.id),
+            Some(&admin.token),
+            None,
+        )
+        .await
+        .expect(409);
+    assert!(
+        reply.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("out of range")
+    );
+    app.post(
+        &format!("/keys/{}/regenerate", target.id),
+        &admin.token,
+        json!({"grace_seconds": 86_400}),
+    )
+    .await
+    .expect(200);
+    let stored = app.store.get(target.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.previous.map(|p| p.valid_until),
+        Some(DateTime::<Utc>::MAX_UTC)
+    );
+    app.get("/self", &target.token).await.expect(200);
 }
 
 #[tokio::test]

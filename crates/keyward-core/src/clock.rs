@@ -54,13 +54,20 @@ impl ManualClock {
         Self(Arc::new(Mutex::new(now)))
     }
 
-    /// Moves the clock forward (or back, with a negative delta).
+    /// Moves the clock forward (or back, with a negative delta), stopping at the earliest or
+    /// latest instant a `DateTime<Utc>` holds.
     pub fn advance(&self, by: TimeDelta) {
         let mut now = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now += by;
+        *now = now
+            .checked_add_signed(by)
+            .unwrap_or(if by < TimeDelta::zero() {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            });
     }
 
     /// Sets the clock.
@@ -87,6 +94,69 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
 }
 
+/// Instants and durations for the property tests of the time rules: the ends of the range,
+/// the edges of the longest lifetime, and arbitrary values.
+#[cfg(test)]
+pub(crate) mod extremes {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use proptest::prelude::*;
+
+    use crate::input::MAX_LIFETIME;
+
+    /// An ordinary present.
+    pub(crate) fn present() -> DateTime<Utc> {
+        "2026-06-01T12:00:00Z".parse().expect("valid time")
+    }
+
+    /// Offsets that land on either side of an edge.
+    pub(crate) const NUDGES: [TimeDelta; 5] = [
+        TimeDelta::seconds(-1),
+        TimeDelta::microseconds(-1),
+        TimeDelta::zero(),
+        TimeDelta::microseconds(1),
+        TimeDelta::seconds(1),
+    ];
+
+    /// Any representable instant, with the extremes and the edges of the longest lifetime
+    /// from [`present`] drawn often.
+    pub(crate) fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        let edge = (
+            prop::sample::select(vec![
+                DateTime::<Utc>::MIN_UTC,
+                DateTime::<Utc>::MAX_UTC,
+                present(),
+                present() + MAX_LIFETIME,
+                DateTime::<Utc>::MAX_UTC - MAX_LIFETIME,
+            ]),
+            prop::sample::select(NUDGES.to_vec()),
+        )
+            .prop_map(|(at, nudge)| at.checked_add_signed(nudge).unwrap_or(at));
+        let micros = (DateTime::<Utc>::MIN_UTC.timestamp_micros()
+            ..=DateTime::<Utc>::MAX_UTC.timestamp_micros())
+            .prop_map(|m| DateTime::from_timestamp_micros(m).expect("inside the range"));
+        let nanos = any::<i64>().prop_map(DateTime::from_timestamp_nanos);
+        prop_oneof![2 => edge, 1 => micros, 1 => nanos]
+    }
+
+    /// Any lifetime a record could hold: arbitrary microseconds, with zero, the longest
+    /// lifetime and its neighbours drawn often.
+    pub(crate) fn lifetime() -> impl Strategy<Value = TimeDelta> {
+        let edge = prop::sample::select(NUDGES.to_vec()).prop_map(|n| MAX_LIFETIME + n);
+        prop_oneof![
+            1 => edge,
+            1 => prop::sample::select(vec![
+                TimeDelta::zero(),
+                TimeDelta::microseconds(1),
+                TimeDelta::microseconds(i64::MAX),
+                TimeDelta::microseconds(i64::MIN),
+                TimeDelta::MAX,
+                TimeDelta::MIN,
+            ]),
+            2 => any::<i64>().prop_map(TimeDelta::microseconds),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +166,20 @@ mod tests {
         let now = SystemClock.now();
         assert_eq!(now.timestamp_subsec_nanos() % 1000, 0);
         assert!((Utc::now() - now).abs() < TimeDelta::seconds(5));
+    }
+
+    #[test]
+    fn manual_clock_stops_at_the_ends_of_time() {
+        let clock = ManualClock::new(DateTime::<Utc>::MAX_UTC - TimeDelta::seconds(1));
+        clock.advance(TimeDelta::days(1));
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
+        clock.set(DateTime::<Utc>::MIN_UTC + TimeDelta::seconds(1));
+        clock.advance(TimeDelta::MIN);
+        assert_eq!(clock.now(), DateTime::<Utc>::MIN_UTC);
+        clock.advance(TimeDelta::seconds(2));
+        assert_eq!(
+            clock.now(),
+            DateTime::<Utc>::MIN_UTC + TimeDelta::seconds(2)
+        );
     }
 }

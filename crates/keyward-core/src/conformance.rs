@@ -443,9 +443,13 @@ pub async fn replace_secret<S: KeyStore>(store: S) {
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
 }
 
-/// Refresh sets `expires_at = now + lifetime`; never-expiring keys conflict.
+/// Refresh sets `expires_at = now + lifetime`; never-expiring keys conflict; a stored
+/// lifetime above [`MAX_LIFETIME`](crate::input::MAX_LIFETIME) is capped, and the store keeps
+/// the capped one.
 pub async fn refresh<S: KeyStore>(store: S) {
     let (record, _) = personal_key("alice", 0);
+    let (mut long, _) = personal_key("alice", 2);
+    long.lifetime = Some(TimeDelta::days(365 * 5000));
     let (never, _) = issue(
         NewKey::service("forever")
             .scopes(["*"])
@@ -460,6 +464,16 @@ pub async fn refresh<S: KeyStore>(store: S) {
     assert_eq!(
         must_get(&store, &record).await.expires_at,
         refreshed.expires_at
+    );
+    insert(&store, &long).await;
+    let refreshed = store.refresh(long.id, later).await.expect("refresh");
+    let capped = crate::input::MAX_LIFETIME;
+    assert_eq!(refreshed.expires_at, Some(later + capped));
+    assert_eq!(refreshed.lifetime, Some(capped));
+    let stored = must_get(&store, &long).await;
+    assert_eq!(
+        (stored.expires_at, stored.lifetime),
+        (refreshed.expires_at, Some(capped))
     );
     let err = store
         .refresh(never.id, later)

@@ -25,6 +25,15 @@ pub const EXPIRY_PRESET_DAYS: [u32; 5] = [7, 30, 60, 90, 180];
 pub const DEFAULT_EXPIRY_DAYS: u32 = 30;
 /// Longest grace period of a rolling regenerate, in seconds (one day).
 pub const MAX_GRACE_SECONDS: u32 = 86_400;
+/// Longest lifetime of a key, in days (about ten years).
+///
+/// A custom expiry ([`Expiry::At`]) lies at most this far from its creation, and a refresh
+/// extends a key by at most this much, whatever lifetime its record holds. Bounding it keeps
+/// every expiry far from the ends of what `DateTime<Utc>` and the stores can represent.
+pub const MAX_LIFETIME_DAYS: u32 = 3650;
+/// [`MAX_LIFETIME_DAYS`] as a `TimeDelta`.
+#[allow(clippy::cast_lossless)] // `i64::from` is not available in a constant.
+pub const MAX_LIFETIME: TimeDelta = TimeDelta::days(MAX_LIFETIME_DAYS as i64);
 /// Largest metadata document, serialized, in bytes.
 pub const METADATA_MAX_BYTES: usize = 16 * 1024;
 
@@ -107,7 +116,9 @@ pub enum Expiry {
     InDays(u32),
     /// Never.
     Never,
-    /// At a chosen instant, which must lie in the future.
+    /// At a chosen instant, which must lie in the future and at most [`MAX_LIFETIME_DAYS`]
+    /// days (3650) from the creation: the expiry `now + MAX_LIFETIME` itself is accepted, a
+    /// microsecond later is not. The key's lifetime, used by refresh, is the time between.
     At(DateTime<Utc>),
 }
 
@@ -290,25 +301,7 @@ impl NewKey {
             (KeyKind::Service, None) => {}
         }
         let scopes = check_scopes(catalog, &self.scopes, &mut errors);
-        let (expires_at, lifetime) = match self.expiry {
-            Expiry::Never => (None, None),
-            Expiry::InDays(days) if EXPIRY_PRESET_DAYS.contains(&days) => {
-                let lifetime = TimeDelta::days(i64::from(days));
-                (Some(now + lifetime), Some(lifetime))
-            }
-            Expiry::InDays(_) => {
-                errors.push(
-                    "expires_in_days",
-                    "must be one of 7, 30, 60, 90, 180 or null (never)",
-                );
-                (None, None)
-            }
-            Expiry::At(at) if at > now => (Some(at), Some(at - now)),
-            Expiry::At(_) => {
-                errors.push("expires_at", "must lie in the future");
-                (None, None)
-            }
-        };
+        let (expires_at, lifetime) = check_expiry(self.expiry, now, &mut errors);
         let allowed_ips = check_ips(&self.allowed_ips, &mut errors);
         let rate_limit = check_rate_limit(self.rate_limit, &mut errors);
         check_metadata(&self.metadata, &mut errors);
@@ -434,6 +427,54 @@ pub struct KeyUpdate {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// The expiry and lifetime of a new key created at `now`; `(None, None)` for a key that never
+/// expires or an invalid expiry (reported in `errors`).
+fn check_expiry(
+    expiry: Expiry,
+    now: DateTime<Utc>,
+    errors: &mut Errors,
+) -> (Option<DateTime<Utc>>, Option<TimeDelta>) {
+    match expiry {
+        Expiry::Never => (None, None),
+        Expiry::InDays(days) if EXPIRY_PRESET_DAYS.contains(&days) => {
+            let lifetime = TimeDelta::days(i64::from(days));
+            match now.checked_add_signed(lifetime) {
+                Some(at) => (Some(at), Some(lifetime)),
+                None => {
+                    // Only a clock within days of the end of time gets here.
+                    errors.push("expires_in_days", "the expiry would be out of range");
+                    (None, None)
+                }
+            }
+        }
+        Expiry::InDays(_) => {
+            errors.push(
+                "expires_in_days",
+                "must be one of 7, 30, 60, 90, 180 or null (never)",
+            );
+            (None, None)
+        }
+        Expiry::At(at) if at <= now => {
+            errors.push("expires_at", "must lie in the future");
+            (None, None)
+        }
+        Expiry::At(at) => {
+            // Both instants are representable, so their distance is too; `now + MAX_LIFETIME`
+            // might not be.
+            let lifetime = at.signed_duration_since(now);
+            if lifetime > MAX_LIFETIME {
+                errors.push(
+                    "expires_at",
+                    format!("must be at most {MAX_LIFETIME_DAYS} days from now"),
+                );
+                (None, None)
+            } else {
+                (Some(at), Some(lifetime))
+            }
+        }
+    }
+}
+
 fn check_name(name: &str, errors: &mut Errors) -> String {
     let trimmed = name.trim();
     let chars = trimmed.chars().count();
@@ -516,6 +557,8 @@ fn check_metadata(metadata: &serde_json::Value, errors: &mut Errors) {
 mod tests {
     use super::*;
     use crate::TokenFormat;
+    use crate::clock::extremes;
+    use proptest::prelude::*;
 
     fn now() -> DateTime<Utc> {
         "2026-03-01T12:00:00Z".parse().unwrap()
@@ -591,6 +634,34 @@ mod tests {
                 issue(NewKey::service("k").scopes(["*"]).expiry(Expiry::At(past))).unwrap_err();
             assert_eq!(fields(&err), ["expires_at"]);
         }
+    }
+
+    #[test]
+    fn custom_expiry_is_at_most_the_longest_lifetime() {
+        let at = |nudge| Expiry::At(now() + MAX_LIFETIME + nudge);
+        for nudge in [
+            TimeDelta::seconds(-1),
+            TimeDelta::microseconds(-1),
+            TimeDelta::zero(),
+        ] {
+            let key = issue(NewKey::service("k").scopes(["*"]).expiry(at(nudge)))
+                .unwrap()
+                .record;
+            assert_eq!(key.lifetime, Some(MAX_LIFETIME + nudge));
+        }
+        for nudge in [TimeDelta::microseconds(1), TimeDelta::seconds(1)] {
+            let err = issue(NewKey::service("k").scopes(["*"]).expiry(at(nudge))).unwrap_err();
+            assert_eq!(fields(&err), ["expires_at"]);
+            assert!(err.to_string().contains("3650 days"), "{err}");
+        }
+        // What chrono's serde accepts, beyond any RFC 3339 year.
+        for far in ["+262142-12-31T23:59:59Z", "+10000-01-01T00:00:00Z"] {
+            let far: DateTime<Utc> = far.parse().unwrap();
+            let err =
+                issue(NewKey::service("k").scopes(["*"]).expiry(Expiry::At(far))).unwrap_err();
+            assert_eq!(fields(&err), ["expires_at"]);
+        }
+        assert_eq!(MAX_LIFETIME, TimeDelta::days(i64::from(MAX_LIFETIME_DAYS)));
     }
 
     #[test]
@@ -685,5 +756,59 @@ mod tests {
         .validate(&catalog())
         .unwrap_err();
         assert_eq!(fields(&err), ["scopes", "allowed_ips"]);
+    }
+
+    fn issue_at(expiry: Expiry, at: DateTime<Utc>) -> Result<IssuedKey, ValidationError> {
+        NewKey::service("k").scopes(["*"]).expiry(expiry).issue(
+            &catalog(),
+            &TokenFormat::new("books").unwrap(),
+            &TokenHasher::sha256(),
+            at,
+        )
+    }
+
+    proptest! {
+        /// A custom expiry is accepted exactly when it lies in `(now, now + MAX_LIFETIME]`,
+        /// whatever the two instants; the key then expires there, not before.
+        #[test]
+        fn custom_expiry_is_bounded_at_any_instant(
+            now in extremes::instant(),
+            at in extremes::instant(),
+        ) {
+            let result = issue_at(Expiry::At(at), now);
+            let distance = at.signed_duration_since(now);
+            let valid = distance > TimeDelta::zero() && distance <= MAX_LIFETIME;
+            match result {
+                Ok(issued) => {
+                    prop_assert!(valid);
+                    let key = issued.record;
+                    prop_assert_eq!(key.expires_at, Some(at));
+                    prop_assert_eq!(key.lifetime, Some(distance));
+                    prop_assert!(!key.is_expired(now));
+                }
+                Err(err) => {
+                    prop_assert!(!valid);
+                    prop_assert_eq!(fields(&err), ["expires_at"]);
+                }
+            }
+        }
+
+        /// A preset expiry at any instant: `now + days`, or a field error when that is out
+        /// of range.
+        #[test]
+        fn preset_expiry_never_panics(
+            now in extremes::instant(),
+            days in prop::sample::select(EXPIRY_PRESET_DAYS.to_vec()),
+        ) {
+            let lifetime = TimeDelta::days(i64::from(days));
+            match (issue_at(Expiry::InDays(days), now), now.checked_add_signed(lifetime)) {
+                (Ok(issued), Some(end)) => {
+                    prop_assert_eq!(issued.record.expires_at, Some(end));
+                    prop_assert_eq!(issued.record.lifetime, Some(lifetime));
+                }
+                (Err(err), None) => prop_assert_eq!(fields(&err), ["expires_in_days"]),
+                (result, end) => prop_assert!(false, "{result:?} for an end of {end:?}"),
+            }
+        }
     }
 }

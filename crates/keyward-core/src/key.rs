@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::digest::{TokenDigest, TokenHasher};
-use crate::input::{GracePeriod, KeyUpdate};
+use crate::input::{GracePeriod, KeyUpdate, MAX_LIFETIME};
 use crate::scope::ScopeSet;
 use crate::token::{KeyHint, Token, TokenFormat};
 
@@ -185,6 +185,16 @@ pub enum RuleError {
     /// The key never expires, so there is nothing to refresh.
     #[error("the key never expires, so it cannot be refreshed")]
     NeverExpires,
+    /// The record's lifetime is zero or negative, so a refresh would not extend it. keyward
+    /// never creates such a record; one written by other means can still be listed,
+    /// regenerated, revoked and deleted.
+    #[error("the key's lifetime is not positive, so it cannot be refreshed")]
+    InvalidLifetime,
+    /// The new expiry would lie beyond the latest instant a `DateTime<Utc>` holds (only a
+    /// clock within [`MAX_LIFETIME_DAYS`](crate::input::MAX_LIFETIME_DAYS) days of it gets
+    /// there).
+    #[error("the new expiry would be out of range")]
+    ExpiryOutOfRange,
 }
 
 impl KeyRecord {
@@ -220,16 +230,31 @@ impl KeyRecord {
 
     /// Extends the expiry to `now + lifetime`.
     ///
+    /// A lifetime above [`MAX_LIFETIME`] (a record written before the bound, or by other
+    /// means) is capped at it, in the record too, so every refreshed key expires at most
+    /// [`MAX_LIFETIME_DAYS`](crate::input::MAX_LIFETIME_DAYS) days from `now`. On an error
+    /// the record is unchanged.
+    ///
     /// # Errors
     ///
-    /// [`RuleError::Revoked`], [`RuleError::Inactive`] or [`RuleError::NeverExpires`].
+    /// [`RuleError::Revoked`], [`RuleError::Inactive`], [`RuleError::NeverExpires`],
+    /// [`RuleError::InvalidLifetime`] for a lifetime that is not positive, or
+    /// [`RuleError::ExpiryOutOfRange`] when `now + lifetime` is not representable.
     pub fn refresh(&mut self, now: DateTime<Utc>) -> Result<(), RuleError> {
         self.ensure_mutable()?;
         if !self.active {
             return Err(RuleError::Inactive);
         }
         let lifetime = self.lifetime.ok_or(RuleError::NeverExpires)?;
-        self.expires_at = Some(now + lifetime);
+        if lifetime <= TimeDelta::zero() {
+            return Err(RuleError::InvalidLifetime);
+        }
+        let lifetime = lifetime.min(MAX_LIFETIME);
+        let expires_at = now
+            .checked_add_signed(lifetime)
+            .ok_or(RuleError::ExpiryOutOfRange)?;
+        self.expires_at = Some(expires_at);
+        self.lifetime = Some(lifetime);
         self.updated_at = now;
         Ok(())
     }
@@ -383,6 +408,10 @@ pub struct SecretRotation {
 
 impl SecretRotation {
     /// Generates a new token and the rotation that installs it.
+    ///
+    /// With a grace period the old token keeps working until `now + grace`. A grace period
+    /// that would end beyond the latest instant a `DateTime<Utc>` holds ends at that instant
+    /// instead (only a clock within a day of it gets there), so it is never longer than asked.
     #[must_use]
     pub fn generate(
         format: &TokenFormat,
@@ -394,9 +423,10 @@ impl SecretRotation {
         let rotation = Self {
             digest: hasher.digest(&token),
             hint: token.hint(),
-            previous_valid_until: grace
-                .filter(|g| !g.is_zero())
-                .map(|g| now + g.as_time_delta()),
+            previous_valid_until: grace.filter(|g| !g.is_zero()).map(|g| {
+                now.checked_add_signed(g.as_time_delta())
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            }),
         };
         (rotation, token)
     }
@@ -405,8 +435,10 @@ impl SecretRotation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::NewKey;
+    use crate::clock::extremes;
+    use crate::input::{MAX_GRACE_SECONDS, NewKey};
     use crate::{ScopeCatalog, TokenFormat};
+    use proptest::prelude::*;
 
     fn now() -> DateTime<Utc> {
         "2026-01-01T00:00:00Z".parse().unwrap()
@@ -472,10 +504,119 @@ mod tests {
     }
 
     #[test]
+    fn refresh_caps_the_lifetime_at_the_maximum() {
+        let mut key = record();
+        key.lifetime = Some(TimeDelta::days(365 * 260_000));
+        key.expires_at = Some(DateTime::<Utc>::MAX_UTC);
+        key.refresh(now()).unwrap();
+        assert_eq!(key.expires_at, Some(now() + MAX_LIFETIME));
+        assert_eq!(key.lifetime, Some(MAX_LIFETIME));
+    }
+
+    #[test]
+    fn refresh_refuses_what_cannot_extend_the_key() {
+        for lifetime in [TimeDelta::zero(), TimeDelta::seconds(-1), TimeDelta::MIN] {
+            let mut key = record();
+            key.lifetime = Some(lifetime);
+            let before = key.clone();
+            assert_eq!(key.refresh(now()), Err(RuleError::InvalidLifetime));
+            assert_eq!(key, before);
+        }
+        let mut key = record();
+        let before = key.clone();
+        let end = DateTime::<Utc>::MAX_UTC - TimeDelta::days(1);
+        assert_eq!(key.refresh(end), Err(RuleError::ExpiryOutOfRange));
+        assert_eq!(key, before);
+    }
+
+    #[test]
+    fn grace_ends_at_the_latest_instant_at_most() {
+        let format = TokenFormat::new("books").unwrap();
+        let hasher = TokenHasher::sha256();
+        let grace = GracePeriod::from_secs(86_400).unwrap();
+        let late = DateTime::<Utc>::MAX_UTC - TimeDelta::seconds(10);
+        let (rotation, _) = SecretRotation::generate(&format, &hasher, Some(grace), late);
+        assert_eq!(
+            rotation.previous_valid_until,
+            Some(DateTime::<Utc>::MAX_UTC)
+        );
+    }
+
+    #[test]
     fn revoke_keeps_first_time() {
         let mut key = record();
         key.revoke(now());
         key.revoke(now() + TimeDelta::hours(1));
         assert_eq!(key.revoked_at, Some(now()));
+    }
+
+    proptest! {
+        /// Whatever a store holds and whatever the clock says, a refresh either sets the
+        /// expiry to `now` plus the capped lifetime, which is then in the future, or refuses
+        /// for the documented reason and leaves the record as it was.
+        #[test]
+        fn refresh_never_panics_and_agrees_with_its_rules(
+            now in extremes::instant(),
+            expires_at in prop::option::of(extremes::instant()),
+            lifetime in prop::option::of(extremes::lifetime()),
+        ) {
+            let mut key = record();
+            key.expires_at = expires_at;
+            key.lifetime = lifetime;
+            let before = key.clone();
+            let result = key.refresh(now);
+            let expected = match lifetime {
+                None => Err(RuleError::NeverExpires),
+                Some(l) if l <= TimeDelta::zero() => Err(RuleError::InvalidLifetime),
+                Some(l) => now
+                    .checked_add_signed(l.min(MAX_LIFETIME))
+                    .map(|_| ())
+                    .ok_or(RuleError::ExpiryOutOfRange),
+            };
+            prop_assert_eq!(result, expected);
+            if result.is_ok() {
+                let capped = lifetime.unwrap().min(MAX_LIFETIME);
+                prop_assert_eq!(key.expires_at, Some(now + capped));
+                prop_assert_eq!(key.lifetime, Some(capped));
+                prop_assert!(!key.is_expired(now));
+                prop_assert!(key.expires_at.unwrap().signed_duration_since(now) <= MAX_LIFETIME);
+                prop_assert_eq!(key.updated_at, now);
+            } else {
+                prop_assert_eq!(key, before);
+            }
+        }
+
+        /// A rolling regenerate at any instant: the old token works strictly before the end
+        /// of the grace period, which is `now + grace` or the latest instant, never later;
+        /// the new token works at once.
+        #[test]
+        fn regenerate_with_grace_never_panics(
+            now in extremes::instant(),
+            seconds in prop_oneof![Just(0u32), Just(1), Just(MAX_GRACE_SECONDS), 0..=MAX_GRACE_SECONDS],
+            probe in extremes::instant(),
+        ) {
+            let format = TokenFormat::new("books").unwrap();
+            let hasher = TokenHasher::sha256();
+            let mut key = record();
+            let old = key.digest;
+            let grace = GracePeriod::from_secs(seconds).unwrap();
+            let (rotation, token) = SecretRotation::generate(&format, &hasher, Some(grace), now);
+            key.rotate(&rotation, now).unwrap();
+            let new = hasher.digest(&token);
+            prop_assert!(key.matches(&new, now) && key.matches(&new, probe));
+            match key.previous {
+                None => prop_assert_eq!(seconds, 0),
+                Some(previous) => {
+                    prop_assert!(seconds > 0);
+                    let end = previous.valid_until;
+                    prop_assert!(end >= now);
+                    prop_assert!(end.signed_duration_since(now) <= grace.as_time_delta());
+                    let asked = now.checked_add_signed(grace.as_time_delta());
+                    prop_assert_eq!(end, asked.unwrap_or(DateTime::<Utc>::MAX_UTC));
+                    prop_assert_eq!(key.matches(&old, probe), probe < end);
+                    prop_assert!(!key.matches(&old, end));
+                }
+            }
+        }
     }
 }

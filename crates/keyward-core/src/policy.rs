@@ -112,8 +112,10 @@ pub fn ip_allowed(allowed: &[IpNet], client_ip: Option<IpAddr>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::extremes;
     use crate::{
-        GracePeriod, KeyRecord, NewKey, ScopeCatalog, SecretRotation, TokenFormat, TokenHasher,
+        GracePeriod, KeyRecord, NewKey, PreviousSecret, ScopeCatalog, SecretRotation, TokenFormat,
+        TokenHasher,
     };
     use chrono::TimeDelta;
     use proptest::prelude::*;
@@ -268,6 +270,51 @@ mod tests {
     }
 
     proptest! {
+        /// At any instant, for any stored expiry and grace end: never a panic, and the
+        /// answer is the one the rules give, in their order. Once a key is expired or a
+        /// previous secret is over, it stays so at every later instant.
+        #[test]
+        fn evaluate_over_extreme_times(
+            now in extremes::instant(),
+            later in extremes::instant(),
+            expires_at in prop::option::of(extremes::instant()),
+            valid_until in prop::option::of(extremes::instant()),
+            active in any::<bool>(),
+            revoked_at in prop::option::of(extremes::instant()),
+            present_old in any::<bool>(),
+        ) {
+            let (mut record, current) = key(&[]);
+            let old = TokenDigest::from_bytes([9; 32]);
+            record.expires_at = expires_at;
+            record.previous = valid_until.map(|valid_until| PreviousSecret { digest: old, valid_until });
+            record.active = active;
+            record.revoked_at = revoked_at;
+            let presented = if present_old { old } else { current };
+            let expected = |at: DateTime<Utc>| {
+                let matches = !present_old || valid_until.is_some_and(|end| at < end);
+                if !matches {
+                    Err(Denial::Superseded)
+                } else if revoked_at.is_some() {
+                    Err(Denial::Revoked)
+                } else if !active {
+                    Err(Denial::Inactive)
+                } else if expires_at.is_some_and(|end| end <= at) {
+                    Err(Denial::Expired)
+                } else {
+                    Ok(())
+                }
+            };
+            let answer = evaluate(&record, &presented, now, None);
+            prop_assert_eq!(answer, expected(now));
+            prop_assert_eq!(answer == Err(Denial::Expired), expected(now) == Err(Denial::Expired));
+            if later >= now {
+                let after = evaluate(&record, &presented, later, None);
+                if answer == Err(Denial::Expired) || answer == Err(Denial::Superseded) {
+                    prop_assert!(after.is_err(), "{:?} at {} but {:?} at {}", answer, now, after, later);
+                }
+            }
+        }
+
         #[test]
         fn v4_and_its_mapped_form_agree(a in any::<u32>(), net in any::<u32>(), len in 0u8..=32) {
             let v4 = Ipv4Addr::from(a);

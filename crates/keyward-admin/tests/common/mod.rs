@@ -33,13 +33,16 @@ pub fn start() -> DateTime<Utc> {
 pub struct TestApp {
     pub keys: Keyward,
     pub clock: ManualClock,
+    /// The store behind `keys`, to plant records no route would create.
+    pub store: MemoryStore,
     pub router: Router,
 }
 
 impl TestApp {
     pub fn new() -> Self {
         let clock = ManualClock::new(start());
-        let keys = Keyward::builder(MemoryStore::new())
+        let store = MemoryStore::new();
+        let keys = Keyward::builder(store.clone())
             .prefix("books")
             .catalog(catalog())
             .clock(clock.clone())
@@ -52,6 +55,7 @@ impl TestApp {
         Self {
             keys,
             clock,
+            store,
             router,
         }
     }
