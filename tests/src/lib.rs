@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 
+pub mod fault;
+pub use fault::{FaultMode, FaultProxy};
+
 /// The README's Rust examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
@@ -129,6 +132,8 @@ pub struct TestDatabase {
     dir: Option<PathBuf>,
     /// The server URL and database name of a PostgreSQL test database.
     postgres: Option<(String, String)>,
+    /// The server URL and database name of a MariaDB/MySQL test database.
+    mysql: Option<(String, String)>,
 }
 
 impl TestDatabase {
@@ -145,6 +150,7 @@ impl TestDatabase {
             url: format!("sqlite://{}?mode=rwc", dir.join("books.db").display()),
             dir: Some(dir),
             postgres: None,
+            mysql: None,
         }
     }
 
@@ -173,11 +179,49 @@ impl TestDatabase {
             url: format!("{server}/{name}"),
             dir: None,
             postgres: Some((base, name)),
+            mysql: None,
         })
     }
 
-    /// Drops a PostgreSQL test database (SQLite directories go on drop).
+    /// A fresh MariaDB/MySQL database on the server of `KEYWARD_TEST_MYSQL_URL`; `None` (after
+    /// saying so) when the variable is unset.
+    ///
+    /// # Panics
+    ///
+    /// When the variable is set but the server cannot be used: the backend must be tested.
+    pub async fn mysql() -> Option<Self> {
+        let Ok(base) = std::env::var("KEYWARD_TEST_MYSQL_URL") else {
+            eprintln!("skipped: KEYWARD_TEST_MYSQL_URL is not set");
+            return None;
+        };
+        let name = format!("keyward_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(base.as_str())
+            .await
+            .expect("KEYWARD_TEST_MYSQL_URL is set, so MariaDB/MySQL must be reachable");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a test database");
+        admin.close().await.ok();
+        let (server, _) = base.rsplit_once('/').expect("a URL with a database name");
+        Some(Self {
+            url: format!("{server}/{name}"),
+            dir: None,
+            postgres: None,
+            mysql: Some((base, name)),
+        })
+    }
+
+    /// Drops a PostgreSQL or MariaDB/MySQL test database (SQLite directories go on drop).
     pub async fn cleanup(&self) {
+        if let Some((base, name)) = &self.mysql {
+            if let Ok(admin) = Database::connect(base.as_str()).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await;
+                admin.close().await.ok();
+            }
+        }
         if let Some((base, name)) = &self.postgres {
             if let Ok(admin) = Database::connect(base.as_str()).await {
                 let _ = admin
