@@ -213,7 +213,7 @@ mod tests {
     async fn an_abandoned_lookup_is_forgotten() {
         let lookups = Lookups::new(Bulkhead::default());
         let digest = TokenDigest::from_bytes([9; 32]);
-        let pending = lookups.share(&digest, || std::future::pending::<Loaded>());
+        let pending = lookups.share(&digest, std::future::pending::<Loaded>);
         assert!(
             tokio::time::timeout(Duration::from_millis(10), pending)
                 .await
