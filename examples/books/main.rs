@@ -2,7 +2,8 @@
 //!
 //! Configuration comes from the environment: `BOOKS_ADDR` (default `127.0.0.1:3000`),
 //! `DATABASE_URL` (default `sqlite://books.db?mode=rwc`), `BOOKS_ADMIN_PASSWORD`,
-//! `BOOKS_READER_PASSWORD`, `BOOKS_PEPPER`, `BOOKS_TRUSTED_PROXIES`.
+//! `BOOKS_READER_PASSWORD`, `BOOKS_PEPPER`, `BOOKS_TRUSTED_PROXIES`,
+//! `BOOKS_HEADER_READ_TIMEOUT_SECS` (default 10).
 
 use std::process::ExitCode;
 

@@ -1,4 +1,6 @@
 //! The book tracker's API: every route guarded by its scope.
+//!
+//! Handlers return [`AppError`] for database failures, which answers 503 with `Retry-After`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -263,7 +265,12 @@ async fn update_book(
     active.title = Set(book.title);
     active.author = Set(book.author);
     active.isbn = Set(book.isbn);
-    Ok(Json(active.update(&state.db).await?).into_response())
+    match active.update(&state.db).await {
+        Ok(updated) => Ok(Json(updated).into_response()),
+        // Deleted since it was read.
+        Err(sea_orm::DbErr::RecordNotUpdated) => Ok(not_found("book")),
+        Err(err) => Err(err.into()),
+    }
 }
 
 async fn delete_book(

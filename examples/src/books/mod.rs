@@ -6,25 +6,42 @@
 //!   scopes are bounded by its owner's role on every request;
 //! * people manage their keys at `/api/v1/tokens` (JSON) and `/settings/tokens` (page);
 //! * users, books and keys share one database: SQLite by default, PostgreSQL or MySQL through
-//!   `DATABASE_URL`.
+//!   `DATABASE_URL`. A SQLite file runs in WAL mode with several connections, so reads never
+//!   queue behind a write;
+//! * a database failure in the app's own handlers answers 503 with `Retry-After`, as keyward
+//!   does for its store, never 500;
+//! * the server closes connections whose request headers do not arrive within
+//!   [`Config::header_read_timeout`], so slow clients cannot hold connections forever.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use keyward::{CredentialSource, Keyward, NewKey, Problem, ScopeCatalog};
+use keyward::{CredentialSource, Keyward, NewKey, Problem, ScopeCatalog, StoreErrorKind};
 use keyward_sea_orm::SeaOrmStore;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 use tokio::net::TcpListener;
 
 pub mod api;
 pub mod auth;
 pub mod db;
+mod server;
+
+/// The default of [`Config::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request waits for a pooled database connection before it is answered 503: an
+/// unreachable database costs a client this long, not the pool's default 30 s.
+const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `Retry-After` of the app's 503s, in seconds (keyward's own 503s say the same).
+const RETRY_AFTER_SECS: u64 = 5;
 
 /// Where the app listens and what it stores in.
 #[derive(Debug, Clone)]
@@ -43,6 +60,10 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often usage counts are written.
     pub usage_flush_interval: Duration,
+    /// `BOOKS_HEADER_READ_TIMEOUT_SECS`, default 10 s: a connection whose request line and
+    /// headers have not all arrived this long after it opened (or after its previous response)
+    /// is closed. This also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
 }
 
 impl Config {
@@ -57,6 +78,7 @@ impl Config {
             pepper: None,
             trusted_proxies: Vec::new(),
             usage_flush_interval: keyward::DEFAULT_USAGE_FLUSH_INTERVAL,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 
@@ -64,7 +86,7 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A malformed `BOOKS_ADDR` or `BOOKS_TRUSTED_PROXIES`.
+    /// A malformed `BOOKS_ADDR`, `BOOKS_TRUSTED_PROXIES` or `BOOKS_HEADER_READ_TIMEOUT_SECS`.
     pub fn from_env() -> Result<Self, AppError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut config =
@@ -86,6 +108,19 @@ impl Config {
                     })
                 })
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(secs) = var("BOOKS_HEADER_READ_TIMEOUT_SECS") {
+            config.header_read_timeout = secs
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    AppError::Config(format!(
+                        "BOOKS_HEADER_READ_TIMEOUT_SECS {secs:?} is not a whole number of seconds above 0"
+                    ))
+                })?;
         }
         Ok(config)
     }
@@ -117,18 +152,58 @@ pub enum AppError {
     Internal(String),
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        tracing::error!(error = %self, "request failed");
-        let status = match &self {
-            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => {
+impl AppError {
+    /// The status this error answers with: 503 when the database or the key store failed
+    /// (an outage, a restart, a dropped connection: worth a retry), the key management status
+    /// for a management error, and 500 only for what retrying cannot fix.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Database(err) if !is_bug(err) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(err) if err.kind() == StoreErrorKind::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::Manage(err) => err.status(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Problem::new(status, "internal_error")
-            .detail("the request could not be completed")
-            .into_response()
+        }
+    }
+}
+
+/// Database errors that no retry can fix: the app read or wrote something its own code got
+/// wrong. Everything else (connections refused, reset or timed out, statements the database
+/// refused) is the database's state, which changes.
+fn is_bug(err: &DbErr) -> bool {
+    matches!(
+        err,
+        DbErr::TryIntoErr { .. }
+            | DbErr::ConvertFromU64(_)
+            | DbErr::UnpackInsertId
+            | DbErr::UpdateGetPrimaryKey
+            | DbErr::AttrNotSet(_)
+            | DbErr::Type(_)
+            | DbErr::Json(_)
+    )
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Manage(err) = self {
+            return err.into_response();
+        }
+        let error = &self as &dyn std::error::Error;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error, "request failed: the database is unavailable");
+            Problem::new(status, "temporarily_unavailable")
+                .detail("the database is unavailable; try again shortly")
+                .header(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS))
+                .into_response()
+        } else {
+            tracing::error!(error, "request failed");
+            Problem::new(status, "internal_error")
+                .detail("the request could not be completed")
+                .into_response()
+        }
     }
 }
 
@@ -208,12 +283,17 @@ impl App {
     /// Database, migration or configuration failures.
     pub async fn new(config: &Config) -> Result<Self, AppError> {
         let mut options = ConnectOptions::new(config.database_url.as_str());
-        options.sqlx_logging(false);
-        let db = Database::connect(options).await?;
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(DATABASE_ACQUIRE_TIMEOUT);
+        // The pool size is left to the store: on a SQLite file that is WAL mode with several
+        // connections, so reads go on while a write is in progress.
+        let store = SeaOrmStore::connect(options).await?;
+        let db = store.connection().clone();
         db::migrate(&db).await?;
 
         let catalog = catalog();
-        let mut builder = Keyward::builder(SeaOrmStore::new(db.clone()))
+        let mut builder = Keyward::builder(store)
             .prefix("books")
             .realm("books")
             .catalog(catalog.clone())
@@ -309,6 +389,8 @@ pub struct Running {
     pub first_start: Option<FirstStart>,
     /// The keyward handle.
     pub keyward: Keyward,
+    /// The app's database connection pool.
+    pub db: DatabaseConnection,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
@@ -338,13 +420,20 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let keyward = app.keyward.clone();
-    let task = tokio::spawn(run(app.router, app.keyward.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(run(
+        app.router,
+        app.keyward.clone(),
+        listener,
+        config.header_read_timeout,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Ok(Running {
         addr,
         first_start: app.first_start,
         keyward,
+        db: app.db,
         stop,
         task,
     })
@@ -354,14 +443,10 @@ async fn run(
     router: Router,
     keyward: Keyward,
     listener: TcpListener,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    server::serve(listener, router, header_read_timeout, shutdown).await;
     // Requests are done: write the last usage counts.
     keyward.shutdown().await;
     Ok(())
@@ -390,7 +475,14 @@ pub async fn serve(
     }
     let listener = TcpListener::bind(config.addr).await?;
     println!("books listening on http://{}", listener.local_addr()?);
-    run(app.router, app.keyward, listener, shutdown).await
+    run(
+        app.router,
+        app.keyward,
+        listener,
+        config.header_read_timeout,
+        shutdown,
+    )
+    .await
 }
 
 /// Completes on Ctrl-C or SIGTERM.
