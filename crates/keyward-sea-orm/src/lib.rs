@@ -29,6 +29,12 @@
 //! (MySQL and MariaDB). Every backend keeps timestamps to the microsecond, counts usage
 //! exactly under concurrent flushes, and finds a key by digest with one indexed query.
 //!
+//! On a SQLite file, [`SeaOrmStore::connect`] opens a pool of 4 connections in WAL mode
+//! (`synchronous=NORMAL`, a 5 s `busy_timeout`) unless your options set `max_connections`,
+//! so key lookups never queue behind a write; SeaORM on its own would pool one connection.
+//! In-memory databases keep SeaORM's single connection, since each connection to
+//! `sqlite::memory:` is a database of its own.
+//!
 //! On PostgreSQL the store also has a change feed: every revoke, delete, update, disable,
 //! regenerate and refresh sends `NOTIFY keyward_key_changes, '<key id>'` inside its
 //! transaction, and `KeyStore::changes` listens on a dedicated connection, reconnecting with

@@ -29,9 +29,9 @@ use crate::row::{from_model, micros, to_model};
 /// feed that other instances use to drop cached keys within a second. Other backends have no
 /// feed; caches then rely on their TTL.
 ///
-/// On SQLite, SeaORM pools a single connection unless told otherwise. With more than one,
-/// use WAL mode so that readers never wait for the writer and busy writers queue briefly
-/// instead of failing with "database is locked":
+/// On a SQLite file, [`connect`](Self::connect) opens the database in WAL mode with several
+/// connections, so that reads never wait for a writer and writers queue briefly instead of
+/// failing with "database is locked". To choose the pool yourself, set `max_connections`:
 ///
 /// ```
 /// use keyward_sea_orm::SeaOrmStore;
@@ -40,7 +40,7 @@ use crate::row::{from_model, micros, to_model};
 ///
 /// async fn open() -> Result<SeaOrmStore, keyward_core::StoreError> {
 ///     let mut options = ConnectOptions::new("sqlite://keys.db?mode=rwc");
-///     options.max_connections(4).map_sqlx_sqlite_opts(|sqlite| {
+///     options.max_connections(16).map_sqlx_sqlite_opts(|sqlite| {
 ///         sqlite
 ///             .journal_mode(SqliteJournalMode::Wal)
 ///             .synchronous(SqliteSynchronous::Normal)
@@ -116,11 +116,56 @@ impl SeaOrmStore {
     /// Only connects: call [`migrate`](crate::migrate) with [`connection`](Self::connection)
     /// before the first use, or use [`connect_and_migrate`](Self::connect_and_migrate).
     ///
+    /// # SQLite
+    ///
+    /// SeaORM alone pools a single SQLite connection, so every read waits for every write. For
+    /// a database file that is opened for writing and whose options leave `max_connections`
+    /// unset, `connect` instead opens a pool of 4 connections, each with
+    /// `journal_mode=WAL` (readers go on while one writer writes; the setting stays with the
+    /// file), `synchronous=NORMAL` (the usual pairing with WAL: a power cut may undo the last
+    /// commits but never corrupts the file; a crashed process loses nothing) and a 5 s
+    /// `busy_timeout` (a writer waits for the other writer instead of failing). Options that
+    /// set `max_connections` are used exactly as given, including any
+    /// [`map_sqlx_sqlite_opts`](ConnectOptions::map_sqlx_sqlite_opts); so are in-memory
+    /// databases (`sqlite::memory:`, `mode=memory`), where each connection would open a
+    /// database of its own, and read-only or immutable files.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward_sea_orm::SeaOrmStore;
+    /// use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("keyward-doc-{}", uuid::Uuid::now_v7()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("keys.db");
+    /// let store = SeaOrmStore::connect(format!("sqlite://{}?mode=rwc", path.display())).await?;
+    ///
+    /// let pool = store.connection().get_sqlite_connection_pool();
+    /// assert_eq!(pool.options().get_max_connections(), 4);
+    /// let mode = store
+    ///     .connection()
+    ///     .query_one(Statement::from_string(DbBackend::Sqlite, "PRAGMA journal_mode"))
+    ///     .await?
+    ///     .expect("a row")
+    ///     .try_get_by_index::<String>(0)?;
+    /// assert_eq!(mode, "wal");
+    /// # store.connection().clone().close().await?;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`StoreErrorKind::Unavailable`](keyward_core::StoreErrorKind::Unavailable) when the
     /// database cannot be reached or the URL is not understood.
     pub async fn connect(options: impl Into<ConnectOptions>) -> Result<Self, StoreError> {
+        let options = options.into();
+        #[cfg(feature = "sqlite")]
+        let options = sqlite_file_defaults(options);
         let db = Database::connect(options).await.map_err(db_error)?;
         Ok(Self::new(db))
     }
@@ -213,6 +258,51 @@ impl SeaOrmStore {
         #[cfg(not(feature = "postgres"))]
         let _ = id;
     }
+}
+
+/// Connections [`SeaOrmStore::connect`] opens to a SQLite file by default.
+#[cfg(feature = "sqlite")]
+const SQLITE_FILE_CONNECTIONS: u32 = 4;
+
+/// Gives a writable SQLite file that `options` leave at SeaORM's one connection a WAL-mode
+/// pool (see [`SeaOrmStore::connect`]).
+#[cfg(feature = "sqlite")]
+fn sqlite_file_defaults(mut options: ConnectOptions) -> ConnectOptions {
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
+    if options.get_max_connections().is_some() || !is_writable_sqlite_file(options.get_url()) {
+        return options;
+    }
+    options
+        .max_connections(SQLITE_FILE_CONNECTIONS)
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5))
+        });
+    options
+}
+
+/// Whether `url` names a SQLite database file opened for writing: not in memory, not
+/// read-only, not immutable. Read the way sqlx reads it (whose own URL round trip panics on
+/// in-memory names, so it is not used here).
+#[cfg(feature = "sqlite")]
+fn is_writable_sqlite_file(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return false;
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    if database.is_empty() || database == ":memory:" {
+        return false;
+    }
+    params.split('&').all(|pair| {
+        !matches!(
+            pair.split_once('=').unwrap_or((pair, "")),
+            ("mode", "memory" | "ro") | ("immutable", "true" | "1")
+        )
+    })
 }
 
 /// Reads a row so that no other writer can change it before this transaction ends.
@@ -488,5 +578,34 @@ impl KeyStore for SeaOrmStore {
             return feed.subscribe();
         }
         None
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::is_writable_sqlite_file;
+
+    #[test]
+    fn sqlite_files_get_the_pool_and_memory_does_not() {
+        for url in [
+            "sqlite://books.db?mode=rwc",
+            "sqlite:books.db",
+            "sqlite:///var/lib/books/books.db?mode=rw&cache=shared",
+        ] {
+            assert!(is_writable_sqlite_file(url), "{url}");
+        }
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite://books.db?mode=memory",
+            "sqlite://books.db?mode=ro",
+            "sqlite://books.db?immutable=true",
+            "sqlite://",
+            "postgres://localhost/books",
+            "mysql://localhost/books",
+        ] {
+            assert!(!is_writable_sqlite_file(url), "{url}");
+        }
     }
 }
