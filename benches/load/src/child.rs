@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 use crate::BoxError;
@@ -23,6 +23,53 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// What a server counted (`stats` on its standard input): store lookups, failed
+/// verifications charged to a failure budget (401) and requests refused because a budget was
+/// spent (429). Zeros for servers that do not count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ServerStats {
+    pub(crate) lookups: u64,
+    pub(crate) charged: u64,
+    pub(crate) refused: u64,
+}
+
+impl ServerStats {
+    /// Reads `lookups=<n> charged=<n> refused=<n>`, ignoring other fields.
+    pub(crate) fn parse(text: &str) -> Result<Self, BoxError> {
+        let mut stats = Self::default();
+        for field in text.split_whitespace() {
+            let (name, value) = field
+                .split_once('=')
+                .ok_or_else(|| format!("unexpected server count {field}"))?;
+            match name {
+                "lookups" => stats.lookups = value.parse()?,
+                "charged" => stats.charged = value.parse()?,
+                "refused" => stats.refused = value.parse()?,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub(crate) fn since(self, earlier: Self) -> Self {
+        Self {
+            lookups: self.lookups.saturating_sub(earlier.lookups),
+            charged: self.charged.saturating_sub(earlier.charged),
+            refused: self.refused.saturating_sub(earlier.refused),
+        }
+    }
+
+    /// Sums counts of several runs.
+    pub(crate) fn add(self, other: Self) -> Self {
+        Self {
+            lookups: self.lookups + other.lookups,
+            charged: self.charged + other.charged,
+            refused: self.refused + other.refused,
+        }
+    }
 }
 
 /// A running server process.
@@ -145,6 +192,24 @@ impl Server {
         ))
     }
 
+    /// Asks the server for its counts.
+    pub(crate) async fn stats(&mut self) -> Result<ServerStats, BoxError> {
+        let stdin = self.child.stdin.as_mut().ok_or("the server is stopping")?;
+        stdin.write_all(b"stats\n").await?;
+        stdin.flush().await?;
+        let answer = async {
+            while let Some(line) = self.stdout.next_line().await? {
+                if let Some(counts) = line.strip_prefix("stats ") {
+                    return ServerStats::parse(counts);
+                }
+            }
+            Err::<ServerStats, BoxError>(format!("{} exited", self.name).into())
+        };
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .map_err(|_| format!("{} did not answer stats", self.name))?
+    }
+
     /// The first token the server issued.
     pub(crate) fn token(&self) -> Result<&str, BoxError> {
         self.tokens
@@ -166,5 +231,27 @@ impl Server {
             return Err(format!("{} exited with {status}", self.name).into());
         }
         Ok(printed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_server_counts() {
+        let before = ServerStats::parse("lookups=3 charged=2 refused=10").unwrap();
+        let after = ServerStats::parse("lookups=40 charged=32 refused=99 other=1").unwrap();
+        let run = after.since(before);
+        assert_eq!(
+            run,
+            ServerStats {
+                lookups: 37,
+                charged: 30,
+                refused: 89
+            }
+        );
+        assert_eq!(run.add(before).refused, 99);
+        assert!(ServerStats::parse("lookups").is_err());
     }
 }

@@ -1,13 +1,17 @@
 //! Load benchmark: the same trivial JSON handler behind no authentication, a static bearer
 //! check, modo-rs's `auth::apikey` layer and keyward (memory, SQLite, PostgreSQL; cache on
 //! and off), driven by `wrk` in one run, interleaved, with medians and ratios to bare axum.
-//! Then a garbage-token flood and the store writes per fixed number of requests.
+//! Then a garbage-token flood, a forged-token flood (well-formed tokens no key has, never
+//! repeated, from one client), a paced well-behaved client's cache hits with and without
+//! another client's forged flood, and the store writes per fixed number of requests.
 //!
 //! Run it with `bash benches/load/run.sh` (builds in release mode, installs `wrk` if needed);
 //! `bash benches/load/run.sh --help` lists the options.
 
 mod child;
 mod counting;
+mod forged;
+mod pace;
 mod report;
 mod serve;
 mod writes;
@@ -18,8 +22,10 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 
-use crate::child::{Launch, Server};
-use crate::report::{Row, Table, WriteRow};
+use crate::child::{Launch, Server, ServerStats};
+use crate::forged::{Flood, Stream, TokenFile};
+use crate::pace::Pacer;
+use crate::report::{FloodReport, LookupSummary, Row, Table, WriteRow};
 use crate::wrk::{Load, Sample};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +35,9 @@ loadbench: keyward against no auth, a static bearer check and modo-rs, in one ru
 
 usage: loadbench [options]
        loadbench serve <kind> [--db URL] [--keys N] [--workers N] [--count-writes]
+                       [--trust-loopback] [--count-lookups]
+       loadbench pace --addr HOST:PORT --token TOKEN [--forwarded-for IP] [--rate N]
+                      [--connections N] [--duration-ms N] [--delay-ms N]
 
 options:
   --duration SECONDS     length of each wrk run, whole seconds (default 5)
@@ -42,6 +51,10 @@ options:
                          created and dropped (default $KEYWARD_BENCH_POSTGRES_URL or
                          postgres://postgres@127.0.0.1:5432/postgres)
   --no-postgres          skip the PostgreSQL row
+  --paced-rate N         request rate of the well-behaved client (default 10000 req/s)
+  --paced-connections N  its keep-alive connections (default 16)
+  --forged-per-second N  forged tokens set aside per second of a flood run, above what wrk
+                         can send, so that none repeats (default 250000)
   --quick                --duration 1 --rounds 1 --requests 2000: checks the harness only
 ";
 
@@ -55,6 +68,9 @@ struct Options {
     pin: bool,
     requests: usize,
     postgres: Option<String>,
+    paced_rate: u64,
+    paced_connections: usize,
+    forged_per_second: u64,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, BoxError> {
@@ -70,6 +86,9 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             std::env::var("KEYWARD_BENCH_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
         ),
+        paced_rate: 10_000,
+        paced_connections: 16,
+        forged_per_second: 250_000,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -84,6 +103,9 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             "--requests" => options.requests = value()?.parse()?,
             "--postgres" => options.postgres = Some(value()?.clone()),
             "--no-postgres" => options.postgres = None,
+            "--paced-rate" => options.paced_rate = value()?.parse()?,
+            "--paced-connections" => options.paced_connections = value()?.parse()?,
+            "--forged-per-second" => options.forged_per_second = value()?.parse()?,
             "--quick" => {
                 options.duration = Duration::from_secs(1);
                 options.rounds = 1;
@@ -99,13 +121,18 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
     if options.rounds == 0 {
         return Err("--rounds must be at least 1".into());
     }
+    if options.paced_rate == 0 || options.paced_connections == 0 {
+        return Err("--paced-rate and --paced-connections must be at least 1".into());
+    }
     Ok(options)
 }
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        return serve::main(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("serve") => return serve::main(&args[1..]),
+        Some("pace") => return pace::main(&args[1..]),
+        _ => {}
     }
     let options = parse_options(&args)?;
     tokio::runtime::Builder::new_current_thread()
@@ -185,17 +212,146 @@ impl Drop for Scratch {
     }
 }
 
-/// One line of the table: a server, the token sent to it, and its baseline.
+/// How a step drives its server.
+#[derive(Debug)]
+enum Drive {
+    /// wrk with `Authorization: Bearer token` on every request.
+    Wrk { token: String },
+    /// wrk with `forged.lua`: a different forged token on every request, from the stream.
+    Forged { stream: usize },
+    /// The paced well-behaved client with a valid key; with `flood`, while wrk floods forged
+    /// tokens from the stream as another client.
+    Paced { token: String, flood: Option<usize> },
+}
+
+/// One line of the table: a server, how it is driven, and its baseline.
 #[derive(Debug)]
 struct Target {
     label: &'static str,
     server: usize,
-    token: String,
+    drive: Drive,
     /// The row this one is compared with.
     baseline: usize,
     /// The status every response should have.
     expect: u16,
     samples: Vec<Sample>,
+    /// The flood beside a paced client, one per round.
+    flood_samples: Vec<Sample>,
+}
+
+/// The client identities of the well-behaved-client scenario (documentation ranges), sent as
+/// `X-Forwarded-For` to a server that trusts 127.0.0.1 as a proxy.
+const WELL_BEHAVED_CLIENT: &str = "203.0.113.10";
+const FLOODING_CLIENT: &str = "198.51.100.20";
+
+/// How long the paced client waits after connecting before its window opens, so that the
+/// flood beside it (started at the same time, one second longer) covers the whole window.
+const PACED_DELAY: Duration = Duration::from_millis(500);
+
+/// What drives the servers: wrk, the forged flood and the paced client.
+#[derive(Debug)]
+struct Harness {
+    load: Load,
+    flood: Flood,
+    tokens: TokenFile,
+    streams: Vec<Stream>,
+    pacer: Pacer,
+}
+
+impl Harness {
+    /// One step: drives `server` as `drive` says for `duration`. Returns the sample and, for
+    /// a paced client under a flood, the flood's sample; server CPU per request and the
+    /// server's counts are filled in.
+    async fn step(
+        &mut self,
+        drive: &Drive,
+        server: &mut Server,
+        duration: Duration,
+    ) -> Result<(Sample, Option<Sample>), BoxError> {
+        let counting = !matches!(drive, Drive::Wrk { .. });
+        if let Drive::Forged { stream }
+        | Drive::Paced {
+            flood: Some(stream),
+            ..
+        } = drive
+        {
+            // Generate the tokens before anything starts.
+            let flood_duration = match drive {
+                Drive::Paced { .. } => duration + Duration::from_secs(1),
+                _ => duration,
+            };
+            self.flood.prepare(
+                &self.load,
+                &mut self.tokens,
+                &self.streams[*stream],
+                flood_duration,
+            )?;
+        }
+        let stats_before = if counting {
+            Some(server.stats().await?)
+        } else {
+            None
+        };
+        let cpu_before = server.cpu_time();
+        let url = server.url();
+        let (mut sample, mut flood) = match drive {
+            Drive::Wrk { token } => (self.load.run_for(&url, token, duration).await?, None),
+            Drive::Forged { stream } => {
+                let sample = self
+                    .flood
+                    .run(
+                        &self.load,
+                        &self.tokens,
+                        &mut self.streams[*stream],
+                        &url,
+                        None,
+                        duration,
+                    )
+                    .await?;
+                (sample, None)
+            }
+            Drive::Paced { token, flood } => {
+                let pacing = self.pacer.start(
+                    &server.addr,
+                    token,
+                    WELL_BEHAVED_CLIENT,
+                    duration,
+                    PACED_DELAY,
+                )?;
+                match flood {
+                    None => (pacing.finish().await?.0, None),
+                    Some(stream) => {
+                        let flood = self.flood.run(
+                            &self.load,
+                            &self.tokens,
+                            &mut self.streams[*stream],
+                            &url,
+                            Some(FLOODING_CLIENT),
+                            duration + Duration::from_secs(1),
+                        );
+                        let (flood, paced) = tokio::join!(flood, pacing.finish());
+                        (paced?.0, Some(flood?))
+                    }
+                }
+            }
+        };
+        if let (Some(before), Some(after)) = (cpu_before, server.cpu_time()) {
+            let requests = sample.requests + flood.as_ref().map_or(0, |f| f.requests);
+            let per_request = (after - before).div_f64(requests.max(1) as f64);
+            sample.server_cpu_per_request = Some(per_request);
+            if let Some(flood) = &mut flood {
+                flood.server_cpu_per_request = Some(per_request);
+            }
+        }
+        if let Some(before) = stats_before {
+            let counted = server.stats().await?.since(before);
+            match &mut flood {
+                Some(flood) => flood.server_stats = Some(counted),
+                None => sample.server_stats = Some(counted),
+            }
+        }
+        Ok((sample, flood))
+    }
 }
 
 /// A token with one character of its secret changed: the right shape, wrong check digits
@@ -224,6 +380,15 @@ fn sibling(exe: &Path, name: &str) -> PathBuf {
     exe.with_file_name(name)
 }
 
+/// Reads a server's `lookups …` line, printed when it stops.
+fn lookup_summary(name: &str, printed: &[String]) -> Result<LookupSummary, BoxError> {
+    let line = printed
+        .iter()
+        .find_map(|line| line.strip_prefix("lookups "))
+        .ok_or_else(|| format!("{name} printed no lookup counts"))?;
+    LookupSummary::parse(line)
+}
+
 async fn run(options: Options) -> Result<(), BoxError> {
     let exe = std::env::current_exe()?;
     let modo_exe = sibling(&exe, "modo-server");
@@ -233,7 +398,6 @@ async fn run(options: Options) -> Result<(), BoxError> {
     let load = Load {
         threads: options.wrk_threads,
         connections: options.connections,
-        duration: options.duration,
         cpu: wrk_cpu,
     };
 
@@ -266,6 +430,14 @@ async fn run(options: Options) -> Result<(), BoxError> {
         serve("keyward-sqlite").args(["--db".to_owned(), scratch.sqlite_url("keyward")]),
         serve("keyward-sqlite-nocache")
             .args(["--db".to_owned(), scratch.sqlite_url("keyward-nocache")]),
+        // The forged flood's server and the well-behaved client's: SQLite, cache on, the
+        // default failure budget (counted), 127.0.0.1 trusted as a proxy.
+        serve("keyward-sqlite")
+            .args(["--db".to_owned(), scratch.sqlite_url("keyward-forged")])
+            .args(["--trust-loopback", "--count-lookups"]),
+        serve("keyward-sqlite")
+            .args(["--db".to_owned(), scratch.sqlite_url("keyward-paced")])
+            .args(["--trust-loopback", "--count-lookups"]),
     ];
     if let Some(pg) = &postgres {
         launches.push(serve("keyward-postgres").args(["--db", pg.url.as_str()]));
@@ -275,50 +447,54 @@ async fn run(options: Options) -> Result<(), BoxError> {
         eprintln!("starting {}", launch.name);
         servers.push(launch.start().await?);
     }
-    let [bare, stat, modo, memory, sqlite, nocache] = [0, 1, 2, 3, 4, 5];
+    let [bare, stat, modo, memory, sqlite, nocache, forged, paced] = [0, 1, 2, 3, 4, 5, 6, 7];
     let keyward_token = servers[memory].token()?.to_owned();
-    let target = |label, server, token: String, baseline, expect| Target {
+    let target = |label, server, drive, baseline, expect| Target {
         label,
         server,
-        token,
+        drive,
         baseline,
         expect,
         samples: Vec::new(),
+        flood_samples: Vec::new(),
+    };
+    let wrk = |token: &str| Drive::Wrk {
+        token: token.to_owned(),
     };
     let mut targets = vec![
-        target("bare axum (no auth)", bare, keyward_token.clone(), 0, 200),
+        target("bare axum (no auth)", bare, wrk(&keyward_token), 0, 200),
         target(
             "static bearer (tower-http)",
             stat,
-            servers[stat].token()?.to_owned(),
+            wrk(servers[stat].token()?),
             0,
             200,
         ),
         target(
             "modo-rs apikey, SQLite",
             modo,
-            servers[modo].token()?.to_owned(),
+            wrk(servers[modo].token()?),
             0,
             200,
         ),
         target(
             "keyward, MemoryStore, cache on",
             memory,
-            keyward_token.clone(),
+            wrk(&keyward_token),
             0,
             200,
         ),
         target(
             "keyward, SQLite, cache on",
             sqlite,
-            servers[sqlite].token()?.to_owned(),
+            wrk(servers[sqlite].token()?),
             0,
             200,
         ),
         target(
             "keyward, SQLite, cache off",
             nocache,
-            servers[nocache].token()?.to_owned(),
+            wrk(servers[nocache].token()?),
             0,
             200,
         ),
@@ -328,7 +504,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
         targets.push(target(
             "keyward, PostgreSQL, cache on",
             pg,
-            servers[pg].token()?.to_owned(),
+            wrk(servers[pg].token()?),
             0,
             200,
         ));
@@ -337,29 +513,88 @@ async fn run(options: Options) -> Result<(), BoxError> {
     targets.push(target(
         "garbage token → bare axum",
         bare,
-        garble(&keyward_token),
+        wrk(&garble(&keyward_token)),
         garbage_baseline,
         200,
     ));
     targets.push(target(
         "garbage token → keyward, SQLite, cache on",
         sqlite,
-        garble(servers[sqlite].token()?),
+        wrk(&garble(servers[sqlite].token()?)),
         garbage_baseline,
         401,
     ));
     targets.push(target(
         "garbage token → modo-rs, SQLite",
         modo,
-        garble(servers[modo].token()?),
+        wrk(&garble(servers[modo].token()?)),
         garbage_baseline,
         401,
     ));
+    // One token stream per server that receives forged tokens: none sees a token twice.
+    let [bare_stream, forged_stream, paced_stream] = [0, 1, 2];
+    let forged_baseline = targets.len();
+    targets.push(target(
+        "forged token → bare axum (same script)",
+        bare,
+        Drive::Forged {
+            stream: bare_stream,
+        },
+        forged_baseline,
+        200,
+    ));
+    targets.push(target(
+        "forged token → keyward, SQLite, cache on, budget",
+        forged,
+        Drive::Forged {
+            stream: forged_stream,
+        },
+        forged_baseline,
+        429,
+    ));
+    let paced_baseline = targets.len();
+    targets.push(target(
+        "well-behaved client alone (paced, cache hits)",
+        paced,
+        Drive::Paced {
+            token: servers[paced].token()?.to_owned(),
+            flood: None,
+        },
+        paced_baseline,
+        200,
+    ));
+    targets.push(target(
+        "well-behaved client, another client flooding forged tokens",
+        paced,
+        Drive::Paced {
+            token: servers[paced].token()?.to_owned(),
+            flood: Some(paced_stream),
+        },
+        paced_baseline,
+        200,
+    ));
 
-    // Warm-up: connections, caches, and the first usage flush.
+    let mut harness = Harness {
+        load,
+        flood: Flood {
+            tokens_per_second: options.forged_per_second,
+        },
+        tokens: TokenFile::create(&scratch.0, "bench")?,
+        streams: (0..3).map(|_| Stream::default()).collect(),
+        pacer: Pacer {
+            exe: exe.clone(),
+            cpu: wrk_cpu,
+            rate: options.paced_rate,
+            connections: options.paced_connections,
+        },
+    };
+
+    // Warm-up: connections, caches, the first usage flush, and the flooding clients' first
+    // budget windows.
     for target in &targets {
-        let server = &servers[target.server];
-        load.run_for(&server.url(), &target.token, Duration::from_secs(1))
+        let server = &mut servers[target.server];
+        harness
+            .step(&target.drive, server, Duration::from_secs(1))
             .await?;
     }
     for round in 0..options.rounds {
@@ -367,38 +602,74 @@ async fn run(options: Options) -> Result<(), BoxError> {
         for step in 0..targets.len() {
             let i = (offset + step) % targets.len();
             let target = &mut targets[i];
-            let server = &servers[target.server];
-            let cpu_before = server.cpu_time();
-            let mut sample = load.run(&server.url(), &target.token).await?;
-            if let (Some(before), Some(after)) = (cpu_before, server.cpu_time()) {
-                sample.server_cpu_per_request =
-                    Some((after - before).div_f64(sample.requests.max(1) as f64));
+            let server = &mut servers[target.server];
+            let (sample, flood) = harness
+                .step(&target.drive, server, options.duration)
+                .await?;
+            log_sample(round, options.rounds, target.label, &sample);
+            if let Some(flood) = flood {
+                log_sample(round, options.rounds, "  the flood beside it", &flood);
+                target.flood_samples.push(flood);
             }
-            eprintln!(
-                "round {}/{}  {:<44} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>6.2} µs/req",
-                round + 1,
-                options.rounds,
-                target.label,
-                sample.requests_per_sec,
-                sample.p50.as_secs_f64() * 1e3,
-                sample.p99.as_secs_f64() * 1e3,
-                sample
-                    .server_cpu_per_request
-                    .map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6),
-            );
             target.samples.push(sample);
         }
     }
-    for server in servers {
-        server.stop().await?;
+    let mut summaries = Vec::new();
+    for (i, server) in servers.into_iter().enumerate() {
+        let name = server.name.clone();
+        let printed = server.stop().await?;
+        if i == forged || i == paced {
+            summaries.push(lookup_summary(&name, &printed)?);
+        }
     }
 
-    let rows: Vec<Row> = targets
+    let mut rows: Vec<Row> = targets
         .iter()
         .map(|target| Row::new(target.label, &target.samples, target.expect))
         .collect();
-    let baselines: Vec<usize> = targets.iter().map(|target| target.baseline).collect();
+    let mut baselines: Vec<Option<usize>> =
+        targets.iter().map(|target| Some(target.baseline)).collect();
+    let under_flood = &targets[paced_baseline + 1];
+    rows.push(Row::new(
+        "the forged flood beside it (second client)",
+        &under_flood.flood_samples,
+        429,
+    ));
+    baselines.push(None);
     let table = Table::new(rows, &baselines);
+    let sum_stats = |samples: &[Sample]| {
+        samples
+            .iter()
+            .filter_map(|s| s.server_stats)
+            .fold(ServerStats::default(), ServerStats::add)
+    };
+    let flood_report = FloodReport {
+        forged_label: targets[forged_baseline + 1].label,
+        forged_bare_label: targets[forged_baseline].label,
+        forged_runs: targets[forged_baseline + 1]
+            .samples
+            .iter()
+            .filter_map(|s| s.server_stats)
+            .collect(),
+        forged_server: summaries[0],
+        alone_label: targets[paced_baseline].label,
+        under_flood_label: under_flood.label,
+        flood_label: "the forged flood beside it (second client)",
+        flood_stats: sum_stats(&under_flood.flood_samples),
+        flood_runs: under_flood
+            .flood_samples
+            .iter()
+            .filter_map(|s| s.server_stats)
+            .collect(),
+        paced_server: summaries[1],
+        paced_rate: options.paced_rate,
+        paced_connections: options.paced_connections,
+        well_behaved_client: WELL_BEHAVED_CLIENT,
+        flooding_client: FLOODING_CLIENT,
+        flood_connections: options.connections,
+        budget: keyward::LocalFailureBudget::default().limit(),
+        flood_duration: options.duration + Duration::from_secs(1),
+    };
 
     let write_rows = measure_writes(&options, &exe, &modo_exe, &scratch).await?;
 
@@ -415,11 +686,33 @@ async fn run(options: Options) -> Result<(), BoxError> {
             &machine,
             &machine_after,
             &table,
+            &flood_report,
             &write_rows,
             options.requests,
         )
     );
     Ok(())
+}
+
+fn log_sample(round: usize, rounds: usize, label: &str, sample: &Sample) {
+    eprintln!(
+        "round {}/{}  {:<44} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>6.2} µs/req{}",
+        round + 1,
+        rounds,
+        label,
+        sample.requests_per_sec,
+        sample.p50.as_secs_f64() * 1e3,
+        sample.p99.as_secs_f64() * 1e3,
+        sample
+            .server_cpu_per_request
+            .map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6),
+        sample
+            .server_stats
+            .map_or_else(String::new, |stats| format!(
+                "  lookups {} charged {} refused {}",
+                stats.lookups, stats.charged, stats.refused
+            )),
+    );
 }
 
 fn options_summary(options: &Options, server_cpu: Option<usize>, wrk_cpu: Option<usize>) -> String {

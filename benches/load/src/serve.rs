@@ -3,9 +3,11 @@
 //!
 //! Line protocol on standard output: `addr <socket address>`, one `token <token>` per key,
 //! `ready`; the server runs until its standard input closes, then prints `writes …` (with
-//! `--count-writes`) and `stopped`.
+//! `--count-writes`), `lookups …` (with `--count-lookups`) and `stopped`. A line `stats` on
+//! its standard input makes it print `stats lookups=<n> charged=<n> refused=<n>` (zeros
+//! without `--count-lookups`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use keyward::{CacheConfig, KeyStore, Keyward, MemoryStore, NewKey, ScopeCatalog};
+use keyward::{
+    CacheConfig, KeyStore, Keyward, LocalFailureBudget, MemoryStore, NewKey, ScopeCatalog,
+};
 use keyward_sea_orm::SeaOrmStore;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
@@ -24,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
 use crate::BoxError;
-use crate::counting::{CountingStore, UsageWrites};
+use crate::counting::{CountingBudget, CountingStore, Lookups, UsageWrites};
 
 /// The token the static bearer check compares against.
 const STATIC_TOKEN: &str = "bench_static0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZab";
@@ -84,6 +88,10 @@ struct ServeOptions {
     workers: usize,
     count_writes: bool,
     flush_interval: Option<Duration>,
+    /// Believe `X-Forwarded-For` from 127.0.0.1 (keyward servers).
+    trust_loopback: bool,
+    /// Count store lookups and the failure budget's decisions (keyward servers).
+    count_lookups: bool,
 }
 
 fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
@@ -96,6 +104,8 @@ fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
         workers: 1,
         count_writes: false,
         flush_interval: None,
+        trust_loopback: false,
+        count_lookups: false,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -107,6 +117,8 @@ fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
                 options.flush_interval = Some(Duration::from_millis(value()?.parse()?));
             }
             "--count-writes" => options.count_writes = true,
+            "--trust-loopback" => options.trust_loopback = true,
+            "--count-lookups" => options.count_lookups = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -138,6 +150,8 @@ enum Finish {
         keyward: Keyward,
         writes: Arc<UsageWrites>,
         rows: Option<DatabaseConnection>,
+        /// With `--count-lookups`: the counts and the failure budget's window.
+        lookups: Option<(Arc<Lookups>, Duration)>,
     },
     HandRolled {
         db: DatabaseConnection,
@@ -180,13 +194,28 @@ async fn run(options: ServeOptions) -> Result<(), BoxError> {
     }
     println!("ready");
 
+    let counts = match &finish {
+        Finish::Keyward {
+            lookups: Some((lookups, _)),
+            ..
+        } => Some(Arc::clone(lookups)),
+        _ => None,
+    };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
+    .with_graceful_shutdown(async move {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(_)) = lines.next_line().await {}
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "stats" {
+                let counts = counts.as_ref().map_or_else(
+                    || "lookups=0 charged=0 refused=0".to_owned(),
+                    |counts| counts.describe(),
+                );
+                println!("stats {counts}");
+            }
+        }
     })
     .await?;
 
@@ -196,8 +225,17 @@ async fn run(options: ServeOptions) -> Result<(), BoxError> {
             keyward,
             writes,
             rows,
+            lookups,
         } => {
             keyward.shutdown().await;
+            if let Some((lookups, window)) = lookups {
+                println!(
+                    "lookups {} max_per_window={} window_s={}",
+                    lookups.describe(),
+                    lookups.max_per_window(window),
+                    window.as_secs(),
+                );
+            }
             if options.count_writes {
                 let rows = match &rows {
                     Some(db) => read_write_counter(db).await?.to_string(),
@@ -234,13 +272,33 @@ async fn keyward_app(
     let catalog = ScopeCatalog::builder()
         .scope("bench:read", "Read the benchmark's handler")
         .build()?;
-    let mut builder = Keyward::builder(CountingStore::new(store, Arc::clone(&writes)))
+    let mut store = CountingStore::new(store, Arc::clone(&writes));
+    let mut lookups = None;
+    if options.count_lookups {
+        let counts = Arc::new(Lookups::default());
+        store = store.counting_lookups(Arc::clone(&counts));
+        lookups = Some(counts);
+    }
+    let mut builder = Keyward::builder(store)
         .prefix("bench")
         .catalog(catalog)
         .cache(cache);
     if let Some(interval) = options.flush_interval {
         builder = builder.usage_flush_interval(interval);
     }
+    if options.trust_loopback {
+        builder = builder.trusted_proxies([IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    }
+    let lookups = match lookups {
+        Some(counts) => {
+            // The default budget, counted.
+            let budget = LocalFailureBudget::default();
+            let window = budget.window();
+            builder = builder.failure_budget(CountingBudget::new(budget, Arc::clone(&counts)));
+            Some((counts, window))
+        }
+        None => None,
+    };
     let keyward = builder.build()?;
     let mut tokens = Vec::with_capacity(options.keys);
     for i in 0..options.keys {
@@ -257,6 +315,7 @@ async fn keyward_app(
             keyward,
             writes,
             rows,
+            lookups,
         },
     ))
 }

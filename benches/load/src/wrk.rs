@@ -1,17 +1,18 @@
 //! Driving a server with `wrk` and reading its report.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::process::Command;
 
 use crate::BoxError;
+use crate::child::ServerStats;
 
-/// How `wrk` is run; the same for every scenario.
+/// How `wrk` is run; the same for every scenario (the duration is given per run).
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
     pub(crate) threads: usize,
     pub(crate) connections: usize,
-    pub(crate) duration: Duration,
     pub(crate) cpu: Option<usize>,
 }
 
@@ -26,21 +27,58 @@ pub(crate) struct Sample {
     pub(crate) socket_errors: u64,
     /// Server CPU time per request, where it could be read.
     pub(crate) server_cpu_per_request: Option<Duration>,
+    /// Forged-token runs: tokens sent more than once (should be 0).
+    pub(crate) repeated: u64,
+    /// What the server counted during the run, for servers that count.
+    pub(crate) server_stats: Option<ServerStats>,
 }
 
 impl Load {
-    /// Runs `wrk` against `url` with `Authorization: Bearer token`.
-    pub(crate) async fn run(&self, url: &str, token: &str) -> Result<Sample, BoxError> {
-        self.run_for(url, token, self.duration).await
-    }
-
-    /// As [`run`](Self::run), for `duration`.
+    /// Runs `wrk` against `url` with `Authorization: Bearer token` for `duration`.
     pub(crate) async fn run_for(
         &self,
         url: &str,
         token: &str,
         duration: Duration,
     ) -> Result<Sample, BoxError> {
+        let header = format!("Authorization: Bearer {token}");
+        let (report, _) = self
+            .wrk(url, duration, &["-H", header.as_str()], &[])
+            .await?;
+        parse(&report).ok_or_else(|| format!("cannot read wrk's report:\n{report}").into())
+    }
+
+    /// Runs `wrk -s script url script_args…` for `duration`; returns the sample and the whole
+    /// report, with what the script printed.
+    pub(crate) async fn run_script(
+        &self,
+        url: &str,
+        script: &Path,
+        script_args: &[String],
+        duration: Duration,
+    ) -> Result<(Sample, String), BoxError> {
+        let script = script.display().to_string();
+        let (report, errors) = self
+            .wrk(url, duration, &["-s", script.as_str()], script_args)
+            .await?;
+        // wrk reports a failing script on standard error and goes on without it.
+        if !errors.trim().is_empty() {
+            return Err(format!("wrk's script failed: {errors}{report}").into());
+        }
+        let sample =
+            parse(&report).ok_or_else(|| format!("cannot read wrk's report:\n{report}"))?;
+        Ok((sample, report))
+    }
+
+    /// Runs wrk with `options` before the URL and `after` behind it; returns its report and
+    /// what it wrote to standard error.
+    async fn wrk(
+        &self,
+        url: &str,
+        duration: Duration,
+        options: &[&str],
+        after: &[String],
+    ) -> Result<(String, String), BoxError> {
         let mut command = match self.cpu {
             Some(cpu) => {
                 let mut command = Command::new("taskset");
@@ -55,22 +93,18 @@ impl Load {
             // wrk takes whole seconds.
             .arg(format!("-d{}s", duration.as_secs().max(1)))
             .arg("--latency")
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {token}"))
+            .args(options)
             .arg(url)
+            .args(after)
             .output()
             .await
             .map_err(|err| format!("cannot run wrk (install it: apt-get install wrk): {err}"))?;
-        let report = String::from_utf8_lossy(&output.stdout);
+        let report = String::from_utf8_lossy(&output.stdout).into_owned();
+        let errors = String::from_utf8_lossy(&output.stderr).into_owned();
         if !output.status.success() {
-            return Err(format!(
-                "wrk failed ({}): {report}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
+            return Err(format!("wrk failed ({}): {report}{errors}", output.status).into());
         }
-        parse(&report).ok_or_else(|| format!("cannot read wrk's report:\n{report}").into())
+        Ok((report, errors))
     }
 }
 
@@ -124,6 +158,8 @@ fn parse(report: &str) -> Option<Sample> {
         non_2xx,
         socket_errors,
         server_cpu_per_request: None,
+        repeated: 0,
+        server_stats: None,
     })
 }
 
