@@ -267,3 +267,48 @@ async fn past_the_bulkhead_a_miss_waits_briefly_then_gets_503() {
     assert_eq!((unknown, busy), (2, 8), "{statuses:?}");
     assert_eq!(store.counts.find(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forged_tokens_cannot_overrun_the_budget() {
+    let store = CountingStore::new();
+    let clock = clock();
+    let keyward = builder(store.clone(), &clock)
+        .bulkhead(Bulkhead::new(256))
+        .build()
+        .unwrap();
+    let app = Arc::new(app(&keyward));
+    let (_, good) = issue(&keyward, NewKey::service("good").scopes(["books:read"])).await;
+    store.delay_finds(Duration::from_millis(100));
+    let attacker = "198.51.100.7:40000";
+    let requests: Vec<_> = forged(300)
+        .into_iter()
+        .map(|token| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                send(&app, with_peer(bearer("/echo", &token), attacker))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap());
+    }
+    let lookups = store.counts.find();
+    // Each lookup is charged when it starts; the check and the charge are two steps, so each
+    // worker thread may slip one past the limit.
+    assert!(lookups <= 30 + 2, "{lookups} lookups for a budget of 30");
+    assert!(statuses.iter().all(|s| matches!(s.as_u16(), 401 | 429)));
+    // A valid key's miss is refunded: it does not spend its client's budget.
+    store.delay_finds(Duration::ZERO);
+    let client = "192.0.2.50:1";
+    keyward.invalidate_all();
+    for _ in 0..40 {
+        keyward.invalidate_all();
+        let reply = send(&app, with_peer(bearer("/echo", &good), client)).await;
+        assert_eq!(reply.status, 200);
+    }
+    let reply = send(&app, with_peer(bearer("/echo", &forged(1)[0]), client)).await;
+    assert_eq!(reply.status, 401, "40 valid misses spent nothing");
+}
