@@ -129,11 +129,6 @@ impl<B: FailureBudget> FailureBudget for CountingBudget<B> {
         self.lookups.charged.fetch_add(1, Ordering::Relaxed);
         self.inner.charge(client);
     }
-
-    fn refund(&self, client: IpAddr) {
-        self.lookups.charged.fetch_sub(1, Ordering::Relaxed);
-        self.inner.refund(client);
-    }
 }
 
 impl<S: KeyStore> KeyStore for CountingStore<S> {

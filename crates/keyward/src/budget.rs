@@ -29,13 +29,8 @@ pub trait FailureBudget: fmt::Debug + Send + Sync + 'static {
     /// Whether `client` has used up its budget: `Some(wait)` until it is renewed, else `None`.
     fn exhausted(&self, client: IpAddr) -> Option<Duration>;
 
-    /// Charges one failed verification to `client`. A cache miss is charged when its lookup
-    /// starts, so concurrent lookups cannot overrun the budget.
+    /// Charges one failed verification to `client`.
     fn charge(&self, client: IpAddr);
-
-    /// Takes back one charge of `client`: the lookup charged in advance found a usable key
-    /// (or the store failed, which is not the client's doing).
-    fn refund(&self, client: IpAddr);
 }
 
 /// An in-memory [`FailureBudget`]: at most `limit` failures per client per `window` (a fixed
@@ -145,14 +140,6 @@ impl FailureBudget for LocalFailureBudget {
         };
         window.failures.fetch_add(1, Ordering::Relaxed);
     }
-
-    fn refund(&self, client: IpAddr) {
-        if let Some(window) = self.current(client) {
-            let _ = window
-                .failures
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
-    }
 }
 
 /// The address a budget is kept for: the address itself, or its /64 for IPv6.
@@ -185,10 +172,6 @@ mod tests {
         let wait = budget.exhausted(a).expect("spent");
         assert!(wait <= Duration::from_secs(60) && wait > Duration::from_secs(58));
         assert_eq!(budget.exhausted(b), None);
-        budget.refund(a);
-        assert_eq!(budget.exhausted(a), None, "a refund gives one back");
-        budget.refund(b);
-        assert_eq!(budget.exhausted(b), None, "nothing to refund is fine");
     }
 
     #[test]

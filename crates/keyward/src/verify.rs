@@ -37,8 +37,6 @@ pub(crate) struct Miss {
     ip: Option<IpAddr>,
     /// An entry past its TTL, used only if the store fails (`stale_if_error`).
     stale: Option<Arc<Entry>>,
-    /// Whether the lookup was charged to the client's failure budget in advance.
-    charged: bool,
 }
 
 impl Inner {
@@ -75,9 +73,7 @@ impl Inner {
         self.miss(digest, now, ip, stale)
     }
 
-    /// A cache miss: refused at once if the client's failure budget is spent, else charged
-    /// to it in advance, so lookups running at the same time cannot exceed it; the charge is
-    /// refunded when the token turns out not to be a bad one.
+    /// A cache miss: refused at once if the client's failure budget is spent.
     fn miss(
         &self,
         digest: TokenDigest,
@@ -85,45 +81,26 @@ impl Inner {
         ip: Option<IpAddr>,
         stale: Option<Arc<Entry>>,
     ) -> Step {
-        let mut charged = false;
-        if let (None, Some(budget), Some(client)) = (&stale, &self.budget, ip) {
-            if let Some(retry_after) = budget.exhausted(client) {
+        if stale.is_none() {
+            if let Some(retry_after) = self.budget_spent(ip) {
                 return Step::Done(Err(AuthError::TooManyFailures { retry_after }));
             }
-            budget.charge(client);
-            charged = true;
         }
         Step::Miss(Miss {
             digest,
             now,
             ip,
             stale,
-            charged,
         })
     }
 
     /// The rest of a verification after a cache miss.
     pub(crate) async fn finish(&self, miss: Miss) -> Result<Admitted, AuthError> {
-        let (ip, charged) = (miss.ip, miss.charged);
-        let result = self.lookup_and_check(miss).await;
-        match (&result, charged, &self.budget, ip) {
-            (Err(AuthError::InvalidToken(_)), true, _, _) => {}
-            (_, true, Some(budget), Some(client)) => budget.refund(client),
-            (Err(AuthError::InvalidToken(_)), false, Some(budget), Some(client)) => {
-                budget.charge(client);
-            }
-            _ => {}
-        }
-        result
-    }
-
-    async fn lookup_and_check(&self, miss: Miss) -> Result<Admitted, AuthError> {
         let Miss {
             digest,
             now,
             ip,
             stale,
-            ..
         } = miss;
         let entry = match (
             self.lookups.share(&digest, || self.load(digest, now)).await,
@@ -134,7 +111,7 @@ impl Inner {
                 tracing::debug!("keyward: the store failed; using a stale cache entry");
                 stale
             }
-            (Err(failure), _) => return Err(failure.to_error()),
+            (Err(failure), _) => return Err(self.failed(failure.to_error(), ip)),
         };
         let principal = match self.check(&entry, &digest, now, ip) {
             Ok(Some(principal)) => principal,
@@ -145,7 +122,7 @@ impl Inner {
                     AuthError::ResolverFailed(ResolverError::msg("the owner resolver timed out"))
                 })??
                 .ok_or(AuthError::InvalidToken(InvalidToken::OwnerGone))?,
-            Err(err) => return Err(err),
+            Err(err) => return Err(self.failed(err, ip)),
         };
         self.admit(&entry, principal, now, ip)
     }
@@ -198,6 +175,11 @@ impl Inner {
         };
         entry.usage.record(1, now, ip);
         Ok(Admitted { principal, rate })
+    }
+
+    /// Whether `ip` may no longer present bad tokens.
+    fn budget_spent(&self, ip: Option<IpAddr>) -> Option<std::time::Duration> {
+        self.budget.as_ref()?.exhausted(ip?)
     }
 
     /// Charges the client's failure budget when `error` says the token was bad.
