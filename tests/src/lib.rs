@@ -161,24 +161,11 @@ impl TestDatabase {
     ///
     /// When the variable is set but the server cannot be used: the backend must be tested.
     pub async fn postgres() -> Option<Self> {
-        let Ok(base) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: KEYWARD_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("books_{}", uuid::Uuid::now_v7().simple());
-        let admin = Database::connect(base.as_str())
-            .await
-            .expect("KEYWARD_TEST_POSTGRES_URL is set, so PostgreSQL must be reachable");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create a test database");
-        admin.close().await.ok();
-        let (server, _) = base.rsplit_once('/').expect("a URL with a database name");
+        let (url, created) = Self::on_server("KEYWARD_TEST_POSTGRES_URL", "books").await?;
         Some(Self {
-            url: format!("{server}/{name}"),
+            url,
             dir: None,
-            postgres: Some((base, name)),
+            postgres: Some(created),
             mysql: None,
         })
     }
@@ -190,26 +177,35 @@ impl TestDatabase {
     ///
     /// When the variable is set but the server cannot be used: the backend must be tested.
     pub async fn mysql() -> Option<Self> {
-        let Ok(base) = std::env::var("KEYWARD_TEST_MYSQL_URL") else {
-            eprintln!("skipped: KEYWARD_TEST_MYSQL_URL is not set");
+        let (url, created) = Self::on_server("KEYWARD_TEST_MYSQL_URL", "keyward").await?;
+        Some(Self {
+            url,
+            dir: None,
+            postgres: None,
+            mysql: Some(created),
+        })
+    }
+
+    /// Creates a uniquely named database on the server in the URL of `variable`: its URL, and
+    /// the server URL and name for [`cleanup`](Self::cleanup).
+    async fn on_server(variable: &str, stem: &str) -> Option<(String, (String, String))> {
+        let Ok(base) = std::env::var(variable) else {
+            eprintln!("skipped: {variable} is not set");
             return None;
         };
-        let name = format!("keyward_{}", uuid::Uuid::now_v7().simple());
+        let name = format!("{stem}_{}", uuid::Uuid::now_v7().simple());
         let admin = Database::connect(base.as_str())
             .await
-            .expect("KEYWARD_TEST_MYSQL_URL is set, so MariaDB/MySQL must be reachable");
+            .unwrap_or_else(|err| {
+                panic!("{variable} is set, so its server must be reachable: {err}")
+            });
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create a test database");
         admin.close().await.ok();
         let (server, _) = base.rsplit_once('/').expect("a URL with a database name");
-        Some(Self {
-            url: format!("{server}/{name}"),
-            dir: None,
-            postgres: None,
-            mysql: Some((base, name)),
-        })
+        Some((format!("{server}/{name}"), (base, name)))
     }
 
     /// Drops a PostgreSQL or MariaDB/MySQL test database (SQLite directories go on drop).

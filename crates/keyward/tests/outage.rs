@@ -78,7 +78,7 @@ async fn an_open_circuit_answers_misses_at_once_without_the_store() {
         send(&app, bearer("/echo", &cached_revoked)).await.status,
         401
     );
-    let cold: Vec<String> = futures_tokens(&keyward, 5).await;
+    let cold: Vec<String> = cold_tokens(&keyward, 5).await;
 
     store.fail(true);
     let before = store.counts.find();
@@ -116,7 +116,7 @@ async fn an_open_circuit_answers_misses_at_once_without_the_store() {
 }
 
 /// Creates `n` keys and returns their tokens.
-async fn futures_tokens(keyward: &keyward::Keyward, n: usize) -> Vec<String> {
+async fn cold_tokens(keyward: &keyward::Keyward, n: usize) -> Vec<String> {
     let mut tokens = Vec::new();
     for i in 0..n {
         let new = NewKey::service(format!("cold {i}")).scopes(["books:read"]);
@@ -138,7 +138,7 @@ async fn the_first_successful_probe_closes_the_circuit() {
         .build()
         .unwrap();
     let app = app(&keyward);
-    let tokens = futures_tokens(&keyward, 3).await;
+    let tokens = cold_tokens(&keyward, 3).await;
 
     store.fail(true);
     assert_eq!(send(&app, bearer("/echo", &tokens[0])).await.status, 503);
@@ -177,7 +177,7 @@ async fn a_failed_probe_opens_the_circuit_again() {
         .build()
         .unwrap();
     let app = app(&keyward);
-    let tokens = futures_tokens(&keyward, 1).await;
+    let tokens = cold_tokens(&keyward, 1).await;
     store.fail(true);
     assert_eq!(send(&app, bearer("/echo", &tokens[0])).await.status, 503);
     tokio::time::sleep(Duration::from_millis(150)).await;
