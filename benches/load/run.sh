@@ -15,4 +15,7 @@ fi
 
 cargo build --release --locked -p keyward-bench --bins
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+# modo-rs builds apart from the workspace (benches/modo), into the same target directory, so
+# that `modo-server` sits beside `loadbench`.
+cargo build --release --locked --manifest-path benches/modo/Cargo.toml --target-dir "$target_dir"
 exec "$target_dir/release/loadbench" "$@"

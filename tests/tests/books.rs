@@ -2,38 +2,12 @@
 //! guards, revocation, admin oversight and restarts — on SQLite and, when configured,
 //! PostgreSQL.
 
-use std::net::SocketAddr;
-
-use keyward_examples::books::{self, Config, Running};
-use keyward_tests::{Http, TestDatabase};
+use keyward_test_support::{Http, TestDatabase};
+use keyward_tests::{ADMIN_PASSWORD, READER_PASSWORD, login, start};
 use serde_json::json;
 
-const ADMIN_PASSWORD: &str = "admin-password-for-tests";
-const READER_PASSWORD: &str = "reader-password-for-tests";
-
-fn config(url: &str) -> Config {
-    let mut config = Config::new(url);
-    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.admin_password = Some(ADMIN_PASSWORD.into());
-    config.reader_password = Some(READER_PASSWORD.into());
-    config
-}
-
-async fn login(app: &Running, username: &str, password: &str) -> Http {
-    let mut http = Http::new(app.addr);
-    let reply = http
-        .post(
-            "/login",
-            &[],
-            &json!({ "username": username, "password": password }),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "login {username}: {:?}", reply.json);
-    http
-}
-
 async fn walk(url: &str) {
-    let app = books::start(config(url)).await.expect("the app starts");
+    let app = start(url).await;
     assert!(
         app.first_start.is_some(),
         "an empty database is a first start"
@@ -203,7 +177,7 @@ async fn walk(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn books_end_to_end_on_sqlite() {
     let db = TestDatabase::sqlite();
-    walk(&db.url).await;
+    walk(db.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,14 +185,14 @@ async fn books_end_to_end_on_postgres() {
     let Some(db) = TestDatabase::postgres().await else {
         return;
     };
-    walk(&db.url).await;
-    db.cleanup().await;
+    walk(db.url()).await;
+    db.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_keys_usage_and_users() {
     let db = TestDatabase::sqlite();
-    let app = books::start(config(&db.url)).await.unwrap();
+    let app = start(db.url()).await;
     let bootstrap = app
         .first_start
         .clone()
@@ -238,7 +212,7 @@ async fn restart_keeps_keys_usage_and_users() {
     // Stopping flushes the usage counts.
     app.stop().await.unwrap();
 
-    let app = books::start(config(&db.url)).await.unwrap();
+    let app = start(db.url()).await;
     assert!(
         app.first_start.is_none(),
         "no new users or bootstrap token on a restart"

@@ -5,7 +5,6 @@
 //! (never a hang, never 401 or 500), a cached key keeps answering 200, and within a second of
 //! the database coming back a key never seen before answers 200, without restarting anything.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,9 +12,8 @@ use axum::routing::get;
 use http::StatusCode;
 use keyward::{CircuitBreaker, Keyward, NewKey, ScopeCatalog};
 use keyward_sea_orm::SeaOrmStore;
-use keyward_tests::{FaultProxy, Http, TestDatabase};
+use keyward_test_support::{FaultProxy, Http, TestDatabase, TestServer};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 
 const STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,16 +47,10 @@ async fn mariadb_stall_and_cut() {
     run(db, "MariaDB").await;
 }
 
-/// Runs the scenario, then drops the database whether it passed or not.
+/// Runs the scenario, then removes the database whether it passed or not.
 async fn run(db: TestDatabase, backend: &'static str) {
-    let outcome = tokio::spawn(outage(db.url.clone(), backend)).await;
-    db.cleanup().await;
-    if let Err(err) = outcome {
-        if err.is_panic() {
-            std::panic::resume_unwind(err.into_panic());
-        }
-        panic!("{backend}: {err}");
-    }
+    let url = db.url().to_owned();
+    db.remove_after(outage(url, backend)).await;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,17 +108,9 @@ async fn outage(url: String, backend: &'static str) {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(keyward.layer());
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-    let addr = listener.local_addr().expect("an address");
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    let server = TestServer::start(app).await;
     let mut client = Client {
-        http: Http::new(addr),
+        http: Http::new(server.addr()),
         backend,
     };
 
@@ -146,7 +130,7 @@ async fn outage(url: String, backend: &'static str) {
         "{backend}: the pool opened new connections after the cut, on its own"
     );
 
-    server.abort();
+    drop(server);
     keyward.shutdown().await;
 }
 

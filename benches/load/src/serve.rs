@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -22,13 +21,14 @@ use keyward::{
     CacheConfig, KeyStore, Keyward, LocalFailureBudget, MemoryStore, NewKey, ScopeCatalog,
 };
 use keyward_sea_orm::SeaOrmStore;
+use keyward_test_support::{CountingStore, Counts};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
 use crate::BoxError;
-use crate::counting::{CountingBudget, CountingStore, Lookups, UsageWrites};
+use crate::counting::{CountingBudget, Lookups};
 
 /// The token the static bearer check compares against.
 const STATIC_TOKEN: &str = "bench_static0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZab";
@@ -148,7 +148,8 @@ enum Finish {
     Nothing,
     Keyward {
         keyward: Keyward,
-        writes: Arc<UsageWrites>,
+        /// The spy store's counts.
+        counts: Arc<Counts>,
         rows: Option<DatabaseConnection>,
         /// With `--count-lookups`: the counts and the failure budget's window.
         lookups: Option<(Arc<Lookups>, Duration)>,
@@ -223,7 +224,7 @@ async fn run(options: ServeOptions) -> Result<(), BoxError> {
         Finish::Nothing => {}
         Finish::Keyward {
             keyward,
-            writes,
+            counts,
             rows,
             lookups,
         } => {
@@ -243,8 +244,8 @@ async fn run(options: ServeOptions) -> Result<(), BoxError> {
                 };
                 println!(
                     "writes rows={rows} calls={} updates={}",
-                    writes.calls.load(Ordering::Relaxed),
-                    writes.updates.load(Ordering::Relaxed),
+                    counts.usage_writes(),
+                    counts.usage_updates(),
                 );
             }
         }
@@ -263,7 +264,6 @@ async fn keyward_app(
     rows: Option<DatabaseConnection>,
     options: &ServeOptions,
 ) -> Result<(Router, Vec<String>, Finish), BoxError> {
-    let writes = Arc::new(UsageWrites::default());
     let cache = if options.kind == Kind::KeywardSqliteNoCache {
         CacheConfig::disabled()
     } else {
@@ -272,13 +272,14 @@ async fn keyward_app(
     let catalog = ScopeCatalog::builder()
         .scope("bench:read", "Read the benchmark's handler")
         .build()?;
-    let mut store = CountingStore::new(store, Arc::clone(&writes));
-    let mut lookups = None;
+    let mut store = CountingStore::wrapping(store);
     if options.count_lookups {
-        let counts = Arc::new(Lookups::default());
-        store = store.counting_lookups(Arc::clone(&counts));
-        lookups = Some(counts);
+        store = store.timing_finds();
     }
+    let counts = Arc::clone(&store.counts);
+    let lookups = options
+        .count_lookups
+        .then(|| Arc::new(Lookups::new(Arc::clone(&counts))));
     let mut builder = Keyward::builder(store)
         .prefix("bench")
         .catalog(catalog)
@@ -313,7 +314,7 @@ async fn keyward_app(
         tokens,
         Finish::Keyward {
             keyward,
-            writes,
+            counts,
             rows,
             lookups,
         },

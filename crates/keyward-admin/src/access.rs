@@ -1,79 +1,277 @@
-//! Authorization of the management routes: which actor may see, change and create which key.
+//! Every authorization decision of the management routes, in one function: [`authorize`].
+//! Each route loads what it acts on, asks once, and acts only on `Ok`.
 
-use keyward::Keyward;
-use keyward_core::scope::{KEYS_ADMIN, KEYS_READ, KEYS_WRITE};
-use keyward_core::{KeyId, KeyRecord, ScopeSet};
+use chrono::{DateTime, Utc};
+use keyward::Principal;
+use keyward_core::{Expiry, KeyKind, KeyRecord, NewKey, ScopeSet};
+use keyward_core::{KEYS_ADMIN, KEYS_READ, KEYS_WRITE};
 
-use crate::actor::Actor;
 use crate::error::AdminError;
 
-/// What a route needs of its actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    /// `keys:read`.
-    Read,
-    /// `keys:write`.
-    Write,
+/// The caller of a management route.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub(crate) principal: Principal,
+    /// The presenting key as stored, when a key acts: its restrictions bound what it mints.
+    pub(crate) key: Option<KeyRecord>,
 }
 
-impl Need {
-    fn scope(self) -> &'static str {
+impl Actor {
+    fn is_admin(&self) -> bool {
+        self.principal.has_scope(KEYS_ADMIN)
+    }
+
+    fn user_id(&self) -> Option<&str> {
+        self.principal.user_id()
+    }
+
+    /// Whether the actor may see `record`: administrators see every key, others their own.
+    fn can_see(&self, record: &KeyRecord) -> bool {
+        self.is_admin() || (self.user_id().is_some() && record.owner.as_deref() == self.user_id())
+    }
+}
+
+/// What a management route does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Operation<'a> {
+    /// Read the scope catalog.
+    Catalog,
+    /// List keys, of `owner` when given.
+    List { owner: Option<&'a str> },
+    /// See one key.
+    Read(&'a KeyRecord),
+    /// Create the key `new`; `issued` is the record it makes, as it would be stored, when
+    /// `new` is valid (authorization is decided first, so an invalid request from a caller who
+    /// may not create it is 403, not 422).
+    Create {
+        new: &'a NewKey,
+        issued: Option<&'a KeyRecord>,
+    },
+    /// Change a key from `before` into `after`.
+    Update {
+        before: &'a KeyRecord,
+        after: &'a KeyRecord,
+    },
+    /// Revoke a key.
+    Revoke(&'a KeyRecord),
+    /// Delete a key.
+    Delete(&'a KeyRecord),
+    /// Give a key a new token, which the actor receives.
+    Regenerate(&'a KeyRecord),
+    /// Refresh the key the actor presents (`POST /self/refresh`): no management scope needed.
+    RefreshSelf,
+    /// Move a key's expiry to `until`.
+    Refresh {
+        key: &'a KeyRecord,
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+/// Whose keys an allowed operation reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every owner's (administrators), or only `owner`'s when a listing asked for one.
+    All(Option<String>),
+    /// The actor's own.
+    Own(String),
+}
+
+impl Reach {
+    /// The owner a listing is limited to.
+    pub(crate) fn owner(self) -> Option<String> {
         match self {
-            Self::Read => KEYS_READ,
-            Self::Write => KEYS_WRITE,
+            Self::All(owner) => owner,
+            Self::Own(owner) => Some(owner),
         }
     }
 }
 
-/// Checks the management scope only (enough for the catalog).
-pub(crate) fn require_scope(actor: &Actor, need: Need) -> Result<(), AdminError> {
-    if actor.grants().allows_str(need.scope()) || actor.is_admin() {
-        Ok(())
-    } else {
-        Err(AdminError::InsufficientScope {
-            scope: need.scope().to_owned(),
-        })
+/// May `actor` do `operation`?
+///
+/// * A replaced token in its grace period manages nothing: it could end its own replacement.
+/// * Reads need `keys:read`, changes `keys:write` (`keys:admin` implies both).
+/// * Without `keys:admin` an actor reaches only keys it owns; another owner's key is 404,
+///   exactly like a missing one; a service key without `keys:admin` owns nothing.
+/// * Service keys and keys for other owners need `keys:admin`.
+/// * No escalation: a key is never created with, changed to or regenerated with a scope the
+///   actor lacks; a key the actor presents bounds what it mints: allowed networks within its
+///   own, a rate limit no higher, an expiry no later.
+/// * A key disabled by someone else is enabled again only by an administrator.
+pub(crate) fn authorize(actor: &Actor, operation: Operation<'_>) -> Result<Reach, AdminError> {
+    if actor
+        .principal
+        .as_key()
+        .is_some_and(keyward_core::Principal::is_previous_token)
+    {
+        return Err(AdminError::Forbidden {
+            detail: "a replaced token in its grace period may not manage keys; use the new token"
+                .into(),
+        });
+    }
+    if let Operation::RefreshSelf = operation {
+        return Ok(Reach::All(None));
+    }
+    let need = match operation {
+        Operation::Catalog | Operation::List { .. } | Operation::Read(_) => KEYS_READ,
+        _ => KEYS_WRITE,
+    };
+    if !actor.principal.has_scope(need) && !actor.is_admin() {
+        return Err(AdminError::InsufficientScope {
+            scope: need.to_owned(),
+        });
+    }
+    if let Operation::Catalog = operation {
+        return Ok(Reach::All(None));
+    }
+    let reach = match (actor.is_admin(), actor.user_id()) {
+        (true, _) => Reach::All(None),
+        (false, Some(me)) => Reach::Own(me.to_owned()),
+        (false, None) => return Err(admin_needed()),
+    };
+    match operation {
+        Operation::Catalog | Operation::RefreshSelf => Ok(reach),
+        Operation::List { owner } => match (reach, owner) {
+            (Reach::All(_), owner) => Ok(Reach::All(owner.map(str::to_owned))),
+            (Reach::Own(me), Some(wanted)) if wanted != me => Err(admin_needed()),
+            (own, _) => Ok(own),
+        },
+        Operation::Create { new, issued } => {
+            let own = new.kind == KeyKind::Personal && new.owner.as_deref() == actor.user_id();
+            if !own && !actor.is_admin() {
+                return Err(admin_needed());
+            }
+            // Invalid input is refused after this, with the fields named.
+            if let Some(record) = issued {
+                holds(actor, &record.scopes)?;
+                within_limits(actor, record)?;
+            }
+            Ok(reach)
+        }
+        Operation::Update { before, after } => {
+            visible(actor, before)?;
+            if after.scopes != before.scopes {
+                holds(actor, &after.scopes)?;
+            }
+            if after.allowed_ips != before.allowed_ips || after.rate_limit != before.rate_limit {
+                within_limits(actor, after)?;
+            }
+            let enabling = after.active && !before.active;
+            let disabled_by_other = before
+                .disabled_by
+                .as_deref()
+                .is_some_and(|by| Some(by) != actor.user_id());
+            if enabling && disabled_by_other && !actor.is_admin() {
+                return Err(AdminError::Forbidden {
+                    detail:
+                        "an administrator disabled this key; only an administrator can enable it"
+                            .into(),
+                });
+            }
+            Ok(reach)
+        }
+        Operation::Read(key) | Operation::Revoke(key) | Operation::Delete(key) => {
+            visible(actor, key)?;
+            Ok(reach)
+        }
+        Operation::Regenerate(key) => {
+            visible(actor, key)?;
+            // The actor receives the new token, so it must hold everything the key may do.
+            holds(actor, &key.scopes)?;
+            within_limits(actor, key)?;
+            Ok(reach)
+        }
+        Operation::Refresh { key, until } => {
+            visible(actor, key)?;
+            expires_within(actor, until)?;
+            Ok(reach)
+        }
     }
 }
 
-/// Checks that the actor may manage keys at all: the management scope, and a user to own
-/// keys unless it is an administrator (a service key without `keys:admin` manages nothing).
-pub(crate) fn require(actor: &Actor, need: Need) -> Result<(), AdminError> {
-    require_scope(actor, need)?;
-    if actor.user_id().is_none() && !actor.is_admin() {
-        return Err(admin_needed());
+/// The expiry of a key created without one: the default, but no later than the expiry of the
+/// key creating it, which bounds what it mints.
+pub(crate) fn default_expiry(actor: &Actor, now: DateTime<Utc>) -> Expiry {
+    let default = Expiry::default();
+    match actor.key.as_ref().and_then(|own| own.expires_at) {
+        Some(own) if default.expires_at(now).is_none_or(|at| at > own) => Expiry::At(own),
+        _ => default,
     }
-    Ok(())
 }
 
-pub(crate) fn admin_needed() -> AdminError {
+fn admin_needed() -> AdminError {
     AdminError::InsufficientScope {
         scope: KEYS_ADMIN.to_owned(),
     }
 }
 
-/// Whether the actor may see `record`: administrators see every key, others their own.
-pub(crate) fn can_see(actor: &Actor, record: &KeyRecord) -> bool {
-    actor.is_admin() || (actor.user_id().is_some() && record.owner.as_deref() == actor.user_id())
-}
-
-/// The key `id` if the actor may see it; someone else's key answers 404 like a missing one.
-pub(crate) async fn load(keys: &Keyward, actor: &Actor, id: &str) -> Result<KeyRecord, AdminError> {
-    let id: KeyId = id.parse().map_err(|_| AdminError::not_found())?;
-    match keys.get(id).await {
-        Ok(record) if can_see(actor, &record) => Ok(record),
-        Ok(_) => Err(AdminError::not_found()),
-        Err(err) => Err(err.into()),
+/// Someone else's key answers 404, like a missing one.
+fn visible(actor: &Actor, key: &KeyRecord) -> Result<(), AdminError> {
+    if actor.can_see(key) {
+        Ok(())
+    } else {
+        Err(AdminError::not_found())
     }
 }
 
-/// Refuses a key holding a scope the actor lacks, naming the first such scope.
-pub(crate) fn ensure_holds(actor: &Actor, scopes: &ScopeSet) -> Result<(), AdminError> {
-    // The actor's grants were expanded by the catalog when it was extracted.
-    match scopes.iter().find(|scope| !actor.grants().allows(scope)) {
+/// Refuses a key holding a scope the actor lacks, naming the first such scope. The actor's
+/// scopes are expanded by the catalog (a key's effective scopes, a session's role).
+fn holds(actor: &Actor, scopes: &ScopeSet) -> Result<(), AdminError> {
+    match scopes
+        .iter()
+        .find(|scope| !actor.principal.scopes().allows(scope))
+    {
         Some(scope) => Err(AdminError::InsufficientScope {
             scope: scope.to_string(),
         }),
         None => Ok(()),
     }
 }
+
+/// A key the actor presents bounds the keys it mints or changes by its own restrictions.
+fn within_limits(actor: &Actor, key: &KeyRecord) -> Result<(), AdminError> {
+    let Some(own) = &actor.key else {
+        return Ok(());
+    };
+    if !own.allowed_ips.is_empty()
+        && (key.allowed_ips.is_empty()
+            || !key
+                .allowed_ips
+                .iter()
+                .all(|net| own.allowed_ips.iter().any(|mine| mine.contains(net))))
+    {
+        return Err(beyond(
+            "allowed_ips",
+            "must lie within the networks of the key making the change",
+        ));
+    }
+    if let Some(limit) = own.rate_limit {
+        if key.rate_limit.is_none_or(|theirs| theirs > limit) {
+            return Err(beyond(
+                "rate_limit",
+                &format!("must be at most {limit}, the limit of the key making the change"),
+            ));
+        }
+    }
+    expires_within(actor, key.expires_at)
+}
+
+/// A key the actor presents makes no key that outlives it.
+fn expires_within(actor: &Actor, until: Option<DateTime<Utc>>) -> Result<(), AdminError> {
+    match actor.key.as_ref().and_then(|own| own.expires_at) {
+        Some(own) if until.is_none_or(|until| until > own) => Err(beyond(
+            "expires_at",
+            &format!("must be no later than {own}, when the key making the change expires"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn beyond(field: &str, message: &str) -> AdminError {
+    AdminError::Forbidden {
+        detail: format!("{field} {message}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "access_tests.rs"]
+mod tests;

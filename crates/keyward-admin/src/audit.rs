@@ -2,10 +2,10 @@
 
 use keyward_core::KeyId;
 
-use crate::actor::Actor;
+use keyward::Principal;
 
 /// Records that `actor` did `action` to key `key_id`. Never carries a token.
-pub(crate) fn event(actor: &Actor, key_id: KeyId, action: &'static str) {
+pub(crate) fn event(actor: &Principal, key_id: KeyId, action: &'static str) {
     tracing::info!(
         target: "keyward::audit",
         actor = %actor,

@@ -4,7 +4,6 @@ use std::fmt;
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use keyward::{ManageError, Problem};
 use keyward_core::ValidationError;
 
@@ -15,19 +14,18 @@ use keyward_core::ValidationError;
 ///
 /// | variant | status | `error` | extra members |
 /// |---|---|---|---|
-/// | [`Unauthenticated`](Self::Unauthenticated) | 401 | `unauthorized` | `WWW-Authenticate` |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope` | `scope` |
 /// | [`Forbidden`](Self::Forbidden) | 403 | `forbidden` | |
 /// | [`NotFound`](Self::NotFound) | 404 | `not_found` | |
 /// | [`Conflict`](Self::Conflict) | 409 | `conflict` | |
 /// | [`Problem`](Self::Problem) | its own | its own | |
-/// | [`Validation`](Self::Validation), [`InvalidMember`](Self::InvalidMember) | 422 | `validation_failed` | `field`, `errors` |
-/// | [`MalformedBody`](Self::MalformedBody) | 400 | `malformed_body` | |
-/// | [`UnsupportedMediaType`](Self::UnsupportedMediaType) | 415 | `unsupported_media_type` | |
-/// | [`Unavailable`](Self::Unavailable) | 503 | `temporarily_unavailable` | `Retry-After` |
+/// | [`Validation`](Self::Validation) | 422 | `validation_failed` | `field`, `errors` |
 ///
-/// The 422, 409, 404 and 503 problems have the shape the [`Keyward`](keyward::Keyward)
-/// handle's own [`ManageError`] answers with, plus `field` naming the first invalid member.
+/// A store that fails is a [`ManageError`] answered as its problem (503 `temporarily_unavailable`
+/// with `Retry-After`); a body that is not JSON is refused by [`keyward::Json`] (415, 400, 422
+/// naming the member); no key and no session is keyward's own 401. So every part of an
+/// application answers in one vocabulary, and the application's
+/// [hook](keyward::KeywardBuilder::error_response) reshapes all of them.
 ///
 /// # Example
 ///
@@ -42,11 +40,6 @@ use keyward_core::ValidationError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AdminError {
-    /// Nobody is calling: no key and no session.
-    Unauthenticated {
-        /// What the caller should present.
-        detail: String,
-    },
     /// The actor lacks a scope: the management scope a route needs, `keys:admin` for another
     /// owner's or a service key, or a scope it asked to put on a key.
     InsufficientScope {
@@ -70,27 +63,7 @@ pub enum AdminError {
     },
     /// One or more fields are invalid.
     Validation(ValidationError),
-    /// A member of the JSON body has the wrong type or is unknown.
-    InvalidMember {
-        /// The member's name.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The body is not well-formed JSON.
-    MalformedBody {
-        /// The parser's complaint.
-        detail: String,
-    },
-    /// The body is not `application/json`.
-    UnsupportedMediaType,
-    /// The key store or the session lookup failed; never turned into a refusal.
-    Unavailable {
-        /// What failed.
-        detail: String,
-    },
-    /// An error the middleware already shaped (for example a problem from an
-    /// [`ActorSource`](crate::ActorSource)).
+    /// An error the application already shaped as a problem.
     Problem(Box<Problem>),
 }
 
@@ -111,14 +84,10 @@ impl AdminError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope { .. } | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Validation(_) | Self::InvalidMember { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MalformedBody { .. } => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Problem(problem) => problem.status(),
         }
     }
@@ -126,9 +95,6 @@ impl AdminError {
     /// The problem document this error answers with.
     pub fn to_problem(&self) -> Problem {
         match self {
-            Self::Unauthenticated { detail } => Problem::new(self.status(), "unauthorized")
-                .detail(detail.clone())
-                .header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),
             Self::InsufficientScope { scope } => Problem::new(self.status(), "insufficient_scope")
                 .detail(format!("the caller lacks the scope {scope}"))
                 .member("scope", scope.clone()),
@@ -141,34 +107,7 @@ impl AdminError {
             Self::Conflict { detail } => {
                 Problem::new(self.status(), "conflict").detail(detail.clone())
             }
-            Self::Validation(err) => {
-                let errors: Vec<serde_json::Value> = err
-                    .errors()
-                    .iter()
-                    .map(|e| serde_json::json!({ "field": e.field, "message": e.message }))
-                    .collect();
-                Problem::new(self.status(), "validation_failed")
-                    .detail(err.to_string())
-                    .member("field", err.first_field())
-                    .member("errors", errors)
-            }
-            Self::InvalidMember { field, message } => {
-                Problem::new(self.status(), "validation_failed")
-                    .detail(format!("{field}: {message}"))
-                    .member("field", field.clone())
-                    .member(
-                        "errors",
-                        serde_json::json!([{ "field": field, "message": message }]),
-                    )
-            }
-            Self::MalformedBody { detail } => {
-                Problem::new(self.status(), "malformed_body").detail(detail.clone())
-            }
-            Self::UnsupportedMediaType => Problem::new(self.status(), "unsupported_media_type")
-                .detail("the body must be JSON with `Content-Type: application/json`"),
-            Self::Unavailable { detail } => Problem::new(self.status(), "temporarily_unavailable")
-                .detail(detail.clone())
-                .header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+            Self::Validation(err) => Problem::from(err),
             Self::Problem(problem) => (**problem).clone(),
         }
     }
@@ -184,9 +123,6 @@ impl std::error::Error for AdminError {}
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        if let Self::Unavailable { detail } = &self {
-            tracing::warn!(target: "keyward::admin", %detail, "management request failed");
-        }
         self.to_problem().into_response()
     }
 }
@@ -194,6 +130,16 @@ impl IntoResponse for AdminError {
 impl From<ValidationError> for AdminError {
     fn from(err: ValidationError) -> Self {
         Self::Validation(err)
+    }
+}
+
+/// A change the key's state does not allow (a revoked key, a refresh of a key that never
+/// expires, ...): 409.
+impl From<keyward_core::RuleError> for AdminError {
+    fn from(err: keyward_core::RuleError) -> Self {
+        Self::Conflict {
+            detail: err.to_string(),
+        }
     }
 }
 

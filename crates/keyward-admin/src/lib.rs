@@ -75,9 +75,10 @@
 //!
 //! # Who may do what
 //!
-//! The caller is an [`Actor`]: by default the keyward key of the request; with
-//! [`router_with`] also the application's own session (see [`ActorSource`], and
-//! [`Precedence`] for a request that carries both).
+//! The caller is keyward's [`Principal`](keyward::Principal): the key of the request, or,
+//! for a request without a key, the person signed in through the application's session
+//! ([`Callers`](keyward::Callers), given to the [`Keyward`] builder). A request that carries a
+//! key is the key's, whatever cookie it also carries.
 //!
 //! * No key and no session: 401. Reads need `keys:read`, changes `keys:write`: 403
 //!   `insufficient_scope` naming the scope.
@@ -91,7 +92,8 @@
 //!   catalog is 422 naming `scopes`.
 //! * A service key has no user to own keys: it manages keys only with `keys:admin`.
 //! * `GET /self` and `POST /self/refresh` need a presented key (401 otherwise) but no
-//!   management scope: a key may always see and refresh itself.
+//!   management scope: a key may always see and refresh itself, except
+//!   that a replaced token in its grace period may not refresh (nor manage anything).
 //! * A session may change keys only from pages of the same origin (`Sec-Fetch-Site` /
 //!   `Origin`), so a cookie cannot be ridden by another site.
 //!
@@ -116,6 +118,7 @@
 mod access;
 mod actor;
 mod audit;
+#[cfg(test)]
 mod body;
 mod error;
 mod model;
@@ -132,7 +135,6 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::Method;
 use keyward::Keyward;
 
-pub use actor::{Actor, ActorSource, KeysOnly, Precedence};
 pub use error::AdminError;
 pub use model::{
     CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, ProblemBody,
@@ -141,7 +143,8 @@ pub use model::{
 pub use openapi::openapi;
 pub use routes::PAGE_LIMIT;
 
-/// The management router for an application whose callers authenticate with keyward keys.
+/// The management router: its callers are keyward keys and, when the [`Keyward`] has
+/// [`Callers`](keyward::Callers), the application's signed-in sessions.
 ///
 /// Mount it with [`Router::nest`]; the state `S` must give the [`Keyward`] handle through
 /// [`FromRef`]. See the [crate documentation](crate) for the routes and the rules.
@@ -167,53 +170,6 @@ where
     Keyward: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    router_with(KeysOnly)
-}
-
-/// The management router for an application that also signs people in with its own
-/// sessions: `sessions` says who is signed in (see [`ActorSource`]).
-///
-/// Both kinds of caller work on the same routes. Put the keyward layer in
-/// [optional mode](keyward::KeywardLayer::optional) so requests with only a session cookie
-/// pass it; which credential wins when a request has both is the source's
-/// [`precedence`](ActorSource::precedence) (the key, unless it says otherwise).
-///
-/// # Example
-///
-/// ```
-/// use axum::Router;
-/// use http::request::Parts;
-/// use keyward::{Keyward, MemoryStore};
-/// use keyward_admin::{Actor, ActorSource, AdminError};
-/// use keyward_core::ScopeSet;
-///
-/// #[derive(Clone, Debug)]
-/// struct Sessions;
-///
-/// impl ActorSource for Sessions {
-///     async fn actor(&self, parts: &mut Parts) -> Result<Option<Actor>, AdminError> {
-///         // Look the session cookie up in the application's session store.
-///         let signed_in = parts.headers.contains_key("cookie");
-///         Ok(signed_in.then(|| Actor::user("alice", ScopeSet::parse(["*"]).expect("valid"))))
-///     }
-/// }
-///
-/// # fn main() -> Result<(), keyward::ConfigError> {
-/// let keys = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
-/// let app: Router = Router::new()
-///     .nest("/settings/tokens", keyward_admin::router_with(Sessions))
-///     .layer(keys.layer().optional())
-///     .with_state(keys);
-/// # let _ = app;
-/// # Ok(())
-/// # }
-/// ```
-pub fn router_with<S, A>(sessions: A) -> Router<S>
-where
-    Keyward: FromRef<S>,
-    S: Clone + Send + Sync + 'static,
-    A: ActorSource,
-{
     let mut router = Router::new();
     let mut table = endpoints::<S>();
     while !table.is_empty() {
@@ -237,7 +193,6 @@ where
     router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::Extension(actor::Sessions::new(sessions)))
 }
 
 /// One route the router serves: a method and a path relative to the mount point, in axum's

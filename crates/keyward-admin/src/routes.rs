@@ -1,21 +1,19 @@
 //! The JSON routes of section "admin router": handlers and their OpenAPI descriptions.
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keyward::{Keyward, Problem};
-use keyward_core::store::MAX_PAGE_SIZE;
+use keyward::{Json, Keyward, Problem};
+use keyward_core::MAX_PAGE_SIZE;
 use keyward_core::{
-    Expiry, GracePeriod, KeyChanges, KeyKind, KeyRecord, ListCursor, ListQuery, NewKey,
+    Expiry, GracePeriod, KeyChanges, KeyId, KeyKind, KeyRecord, ListCursor, ListQuery, NewKey,
     ValidationError,
 };
 
-use crate::access::{Need, admin_needed, ensure_holds, load, require, require_scope};
+use crate::access::{Actor, Operation, authorize, default_expiry};
 use crate::actor::{CurrentActor, PresentingKey};
 use crate::audit;
-use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::AdminError;
 use crate::model::{
     CreateKeyRequest, IssuedKeyBody, KeyList, KeyObject, ProblemBody, RegenerateRequest,
@@ -43,7 +41,7 @@ pub(crate) async fn list_scopes(
     State(keys): State<Keyward>,
     CurrentActor(actor): CurrentActor,
 ) -> Result<Json<ScopeList>, AdminError> {
-    require_scope(&actor, Need::Read)?;
+    authorize(&actor, Operation::Catalog)?;
     let scopes = keys.catalog().entries().map(ScopeEntry::from).collect();
     Ok(Json(ScopeList { scopes }))
 }
@@ -73,9 +71,10 @@ pub(crate) async fn list_keys(
     CurrentActor(actor): CurrentActor,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<KeyList>, AdminError> {
-    require(&actor, Need::Read)?;
-    let Query(pairs) = query.map_err(|rejection| AdminError::MalformedBody {
-        detail: rejection.body_text(),
+    let Query(pairs) = query.map_err(|rejection| {
+        AdminError::from(
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_request").detail(rejection.body_text()),
+        )
     })?;
     let mut list = ListQuery {
         limit: PAGE_LIMIT,
@@ -109,24 +108,20 @@ pub(crate) async fn list_keys(
                 list.cursor = Some(cursor);
             }
             _ => {
-                return Err(AdminError::InvalidMember {
-                    message:
-                        "unknown query parameter; expected owner, include_revoked, limit or cursor"
-                            .into(),
-                    field: name,
-                });
+                return Err(AdminError::from(Problem::invalid(
+                    &name,
+                    "unknown query parameter; expected owner, include_revoked, limit or cursor",
+                )));
             }
         }
     }
-    list.owner = if actor.is_admin() {
-        owner
-    } else {
-        match (owner, actor.user_id()) {
-            (Some(wanted), Some(me)) if wanted != me => return Err(admin_needed()),
-            (_, Some(me)) => Some(me.to_owned()),
-            (_, None) => return Err(admin_needed()),
-        }
-    };
+    list.owner = authorize(
+        &actor,
+        Operation::List {
+            owner: owner.as_deref(),
+        },
+    )?
+    .owner();
     let page = keys.list(&list).await?;
     Ok(Json(KeyList {
         keys: page.keys.iter().map(KeyRecord::view).collect(),
@@ -154,23 +149,17 @@ pub(crate) async fn list_keys(
 pub(crate) async fn create_key(
     State(keys): State<Keyward>,
     CurrentActor(actor): CurrentActor,
-    JsonBody(body): JsonBody<CreateKeyRequest>,
+    Json(body): Json<CreateKeyRequest>,
 ) -> Result<Response, AdminError> {
-    require(&actor, Need::Write)?;
     let kind = body.kind.unwrap_or_default();
     let owner = match kind {
-        KeyKind::Service if !actor.is_admin() => return Err(admin_needed()),
         KeyKind::Service => body.owner,
-        _ => match (body.owner, actor.user_id()) {
-            (Some(owner), me) if me != Some(owner.as_str()) && !actor.is_admin() => {
-                return Err(admin_needed());
-            }
-            (Some(owner), _) => Some(owner),
-            (None, me) => me.map(str::to_owned),
-        },
+        _ => body
+            .owner
+            .or_else(|| actor.principal.user_id().map(str::to_owned)),
     };
     let expiry = match (body.expires_in_days, body.expires_at) {
-        (None, None) => Expiry::default(),
+        (None, None) => default_expiry(&actor, keys.now()),
         (Some(Some(days)), None) => Expiry::InDays(days),
         (Some(None), None) => Expiry::Never,
         (None, Some(at)) => Expiry::At(at),
@@ -181,22 +170,27 @@ pub(crate) async fn create_key(
             ));
         }
     };
-    let scopes = body.scopes.unwrap_or_default();
-    if let Ok(requested) = keys.catalog().parse_set(&scopes) {
-        ensure_holds(&actor, &requested)?;
-    }
     let mut new = match kind {
         KeyKind::Service => NewKey::service(body.name.unwrap_or_default()),
         _ => NewKey::personal(body.name.unwrap_or_default(), String::new()),
     };
     new.owner = owner;
-    new.scopes = scopes;
+    new.scopes = body.scopes.unwrap_or_default();
     new.expiry = expiry;
     new.allowed_ips = body.allowed_ips.unwrap_or_default();
     new.rate_limit = body.rate_limit;
     new.metadata = body.metadata.unwrap_or(serde_json::Value::Null);
-    let issued = keys.create(new).await?;
-    audit::event(&actor, issued.record.id, "create");
+    let issued = keys.issue(new.clone());
+    let record = issued.as_ref().ok().map(|issued| &issued.record);
+    authorize(
+        &actor,
+        Operation::Create {
+            new: &new,
+            issued: record,
+        },
+    )?;
+    let issued = keys.insert(issued?).await?;
+    audit::event(&actor.principal, issued.record.id, "create");
     let body = IssuedKeyBody {
         key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
@@ -224,8 +218,8 @@ pub(crate) async fn get_key(
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
 ) -> Result<Json<KeyObject>, AdminError> {
-    require(&actor, Need::Read)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    authorize(&actor, Operation::Read(&record))?;
     Ok(Json(record.view()))
 }
 
@@ -253,26 +247,40 @@ pub(crate) async fn update_key(
     State(keys): State<Keyward>,
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<UpdateKeyRequest>,
+    Json(body): Json<UpdateKeyRequest>,
 ) -> Result<Json<KeyObject>, AdminError> {
-    require(&actor, Need::Write)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    let active = not_null("active", body.active)?;
     let changes = KeyChanges {
         name: not_null("name", body.name)?,
         scopes: not_null("scopes", body.scopes)?,
-        active: not_null("active", body.active)?,
+        active,
+        disabled_by: (active == Some(false)).then(|| disabler(&actor)),
         allowed_ips: not_null("allowed_ips", body.allowed_ips)?,
         rate_limit: body.rate_limit,
         metadata: body.metadata.map(|m| m.unwrap_or(serde_json::Value::Null)),
     };
-    if let Some(scopes) = &changes.scopes {
-        if let Ok(requested) = keys.catalog().parse_set(scopes) {
-            ensure_holds(&actor, &requested)?;
-        }
-    }
+    let mut after = record.clone();
+    after.apply(&changes.clone().validate(keys.catalog())?, keys.now())?;
+    authorize(
+        &actor,
+        Operation::Update {
+            before: &record,
+            after: &after,
+        },
+    )?;
     let updated = keys.update(record.id, changes).await?;
-    audit::event(&actor, updated.id, "update");
+    audit::event(&actor.principal, updated.id, "update");
     Ok(Json(updated.view()))
+}
+
+/// Who disables a key, as recorded on it: the actor's user, or its key for a service key.
+fn disabler(actor: &Actor) -> String {
+    match (actor.principal.user_id(), actor.principal.key_id()) {
+        (Some(user), _) => user.to_owned(),
+        (None, Some(key)) => format!("key:{key}"),
+        (None, None) => "unknown".to_owned(),
+    }
 }
 
 fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T>, AdminError> {
@@ -303,10 +311,10 @@ pub(crate) async fn revoke_key(
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
 ) -> Result<Json<KeyObject>, AdminError> {
-    require(&actor, Need::Write)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    authorize(&actor, Operation::Revoke(&record))?;
     let revoked = keys.revoke(record.id).await?;
-    audit::event(&actor, revoked.id, "revoke");
+    audit::event(&actor.principal, revoked.id, "revoke");
     Ok(Json(revoked.view()))
 }
 
@@ -330,10 +338,10 @@ pub(crate) async fn delete_key(
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    require(&actor, Need::Write)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    authorize(&actor, Operation::Delete(&record))?;
     keys.delete(record.id).await?;
-    audit::event(&actor, record.id, "delete");
+    audit::event(&actor.principal, record.id, "delete");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -361,15 +369,14 @@ pub(crate) async fn regenerate_key(
     State(keys): State<Keyward>,
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
-    OptionalJsonBody(body): OptionalJsonBody<RegenerateRequest>,
+    body: Option<Json<RegenerateRequest>>,
 ) -> Result<Json<IssuedKeyBody>, AdminError> {
-    require(&actor, Need::Write)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    let body = body.map(|Json(body)| body).unwrap_or_default();
     let grace = body.grace_seconds.map(GracePeriod::from_secs).transpose()?;
-    // The caller receives the new token, so it must hold everything the key may do.
-    ensure_holds(&actor, &record.scopes)?;
+    authorize(&actor, Operation::Regenerate(&record))?;
     let issued = keys.regenerate(record.id, grace).await?;
-    audit::event(&actor, issued.record.id, "regenerate");
+    audit::event(&actor.principal, issued.record.id, "regenerate");
     Ok(Json(IssuedKeyBody {
         key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
@@ -400,10 +407,19 @@ pub(crate) async fn refresh_key(
     CurrentActor(actor): CurrentActor,
     Path(id): Path<String>,
 ) -> Result<Json<KeyObject>, AdminError> {
-    require(&actor, Need::Write)?;
-    let record = load(&keys, &actor, &id).await?;
+    let record = load(&keys, &id).await?;
+    let mut after = record.clone();
+    after.refresh(keys.now())?;
+    let until = after.expires_at;
+    authorize(
+        &actor,
+        Operation::Refresh {
+            key: &record,
+            until,
+        },
+    )?;
     let refreshed = keys.refresh(record.id).await?;
-    audit::event(&actor, refreshed.id, "refresh");
+    audit::event(&actor.principal, refreshed.id, "refresh");
     Ok(Json(refreshed.view()))
 }
 
@@ -423,7 +439,8 @@ pub(crate) async fn get_self(
     State(keys): State<Keyward>,
     PresentingKey(principal): PresentingKey,
 ) -> Result<Json<SelfKey>, AdminError> {
-    let record = keys.get(principal.key_id()).await?;
+    let key_id = principal.key_id().ok_or_else(AdminError::not_found)?;
+    let record = keys.get(key_id).await?;
     Ok(Json(SelfKey {
         key: record.view(),
         effective_scopes: principal.scopes().to_strings(),
@@ -449,10 +466,22 @@ pub(crate) async fn refresh_self(
     State(keys): State<Keyward>,
     PresentingKey(principal): PresentingKey,
 ) -> Result<Json<KeyObject>, AdminError> {
-    let actor = crate::Actor::from_principal(&principal);
-    let refreshed = keys.refresh(principal.key_id()).await?;
-    audit::event(&actor, refreshed.id, "refresh");
+    let actor = Actor {
+        principal,
+        key: None,
+    };
+    authorize(&actor, Operation::RefreshSelf)?;
+    let principal = actor.principal;
+    let key_id = principal.key_id().ok_or_else(AdminError::not_found)?;
+    let refreshed = keys.refresh(key_id).await?;
+    audit::event(&principal, refreshed.id, "refresh");
     Ok(Json(refreshed.view()))
+}
+
+/// The key `id`; an id that is not a key id answers 404 like a missing key.
+async fn load(keys: &Keyward, id: &str) -> Result<KeyRecord, AdminError> {
+    let id: KeyId = id.parse().map_err(|_| AdminError::not_found())?;
+    Ok(keys.get(id).await?)
 }
 
 /// Answers paths under the router that match no route.

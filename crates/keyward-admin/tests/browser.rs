@@ -8,23 +8,21 @@
 //! unless `CI` is set: then it fails.
 #![cfg(feature = "ui")]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::get;
 use fantoccini::{Client, ClientBuilder, Locator};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client as HttpClient;
+use http::StatusCode;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use keyward::{Expiry, Keyward, MemoryStore, NewKey, Principal, ScopeCatalog, require_scopes};
+use keyward::{Expiry, Keyward, MemoryStore, NewKey, Principal, require_scopes};
+use keyward_test_support::{Http, TempDir, TestServer};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,8 +44,8 @@ async fn manage_keys_in_a_real_browser() {
 
     let app = App::start().await;
     let driver = Driver::start().await;
-    let profile = TempDir::new("keyward-admin-chromium");
-    let browser = driver.browser(&profile.0).await;
+    let profile = TempDir::new();
+    let browser = driver.browser(profile.path()).await;
     let result = walk(&browser, &app).await;
     let closed = browser.close().await;
     drop(driver);
@@ -62,7 +60,7 @@ async fn walk(browser: &Client, app: &App) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     browser
-        .goto(&format!("http://{}/api/v1/tokens/ui", app.addr))
+        .goto(&format!("http://{}/api/v1/tokens/ui", app.server.addr()))
         .await
         .map_err(|e| e.to_string())?;
 
@@ -220,27 +218,17 @@ fn target_dir() -> PathBuf {
 /// The application: the keyward layer in optional mode (so the page loads without a key),
 /// the admin router, and one guarded API route.
 struct App {
-    addr: SocketAddr,
+    server: TestServer,
     bootstrap: String,
     bootstrap_id: String,
     keys: Keyward,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    http: HttpClient<HttpConnector, Body>,
 }
 
 impl App {
     async fn start() -> Self {
-        let catalog = ScopeCatalog::builder()
-            .scope("books:read", "Read the book collection")
-            .scope("books:write", "Add and change books")
-            .scope("reviews:read", "Read reviews")
-            .implies("books:write", "books:read")
-            .build()
-            .unwrap();
         let keys = Keyward::builder(MemoryStore::new())
             .prefix("books")
-            .catalog(catalog)
+            .catalog(common::catalog())
             .build()
             .unwrap();
         let bootstrap = keys
@@ -264,48 +252,24 @@ impl App {
             .nest("/api/v1/tokens", keyward_admin::router())
             .layer(keys.layer().optional())
             .with_state(keys.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
         Self {
-            addr,
+            server: TestServer::start(router).await,
             bootstrap: bootstrap.token.expose_secret().to_owned(),
             bootstrap_id: bootstrap.record.id.to_string(),
             keys,
-            stop,
-            server,
-            http: HttpClient::builder(TokioExecutor::new()).build_http(),
         }
     }
 
     async fn http_get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let request = Request::get(format!("http://{}{path}", self.addr))
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let response = self.http.request(request).await.expect("the app answers");
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let authorization = format!("Bearer {token}");
+        let reply = Http::new(self.server.addr())
+            .get(path, &[("authorization", authorization.as_str())])
+            .await;
+        (reply.status, reply.json)
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap();
+        drop(self.server);
         self.keys.shutdown().await;
     }
 }
@@ -372,26 +336,5 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-    }
-}
-
-/// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -110,6 +110,7 @@ fn schemas_describe_the_bodies() {
             "last_used_ip",
             "usage_count",
             "active",
+            "disabled_by",
             "revoked_at",
             "allowed_ips",
             "rate_limit",
@@ -202,7 +203,7 @@ fn expires_at_states_its_bound() {
     let doc = serde_json::to_value(keyward_admin::openapi()).unwrap();
     let field = &doc["components"]["schemas"]["CreateKeyRequest"]["properties"]["expires_at"];
     let description = field["description"].as_str().unwrap_or_default();
-    let days = keyward_core::input::MAX_LIFETIME_DAYS.to_string();
+    let days = keyward_core::MAX_LIFETIME_DAYS.to_string();
     assert!(description.contains(&days), "{field}");
     assert!(description.contains("RFC 3339"), "{field}");
 }

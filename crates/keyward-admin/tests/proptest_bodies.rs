@@ -95,8 +95,13 @@ impl Fixture {
             .expect("a runtime");
         let app = TestApp::new();
         let (admin, target) = runtime.block_on(async {
+            // It never expires: a key that does bounds the expiry of the keys it creates.
             let admin = app
-                .service(&["keys:admin", "books:write", "reviews:read"])
+                .mint(
+                    keyward::NewKey::service("admin")
+                        .scopes(["keys:admin", "books:write", "reviews:read"])
+                        .expiry(keyward::Expiry::Never),
+                )
                 .await;
             let target = app.personal("alice", &["books:read"]).await;
             (admin, target)

@@ -8,7 +8,7 @@ use common::{MOUNT, TestApp};
 use http::{Method, Request};
 use keyward::{Expiry, KeyId, KeyRecord, NewKey};
 use keyward_core::KeyStore;
-use keyward_core::input::MAX_LIFETIME;
+use keyward_core::MAX_LIFETIME;
 use serde_json::json;
 
 const NIL: &str = "00000000-0000-7000-8000-000000000000";
@@ -151,7 +151,7 @@ async fn list_hides_revoked_keys_unless_asked() {
 async fn create_key() {
     let app = TestApp::new();
     let alice = app
-        .personal("alice", &["keys:write", "books:write", "reviews:read"])
+        .manager("alice", &["keys:write", "books:write", "reviews:read"])
         .await;
 
     let reply = app
@@ -725,7 +725,7 @@ async fn refresh_key_errors() {
 #[tokio::test]
 async fn expires_at_is_bounded() {
     let app = TestApp::new();
-    let alice = app.personal("alice", &["keys:write", "books:read"]).await;
+    let alice = app.manager("alice", &["keys:write", "books:read"]).await;
     let longest = common::start() + MAX_LIFETIME;
     let rfc3339 = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     for at in [
@@ -790,7 +790,7 @@ async fn plant(app: &TestApp, id: KeyId, change: impl FnOnce(&mut KeyRecord)) {
 #[tokio::test]
 async fn a_key_at_the_end_of_time_refreshes_without_panicking() {
     let app = TestApp::new();
-    let alice = app.personal("alice", &["keys:write", "books:read"]).await;
+    let alice = app.manager("alice", &["keys:write", "books:read"]).await;
     let far = "+262142-12-31T23:59:59Z";
     app.post(
         "/keys",

@@ -294,7 +294,7 @@ async fn list_all(store: &SeaOrmStore, args: ListArgs) -> Result<Vec<KeyRecord>,
             .list(&ListQuery {
                 owner: args.owner.clone(),
                 include_revoked: args.include_revoked,
-                limit: keyward_core::store::MAX_PAGE_SIZE,
+                limit: keyward_core::MAX_PAGE_SIZE,
                 cursor,
             })
             .await?;

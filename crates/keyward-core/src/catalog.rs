@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::scope::{KEYS_ADMIN, KEYS_READ, KEYS_WRITE, Scope, ScopeError, ScopeSet};
+use crate::scope::{KEYS_ADMIN, KEYS_READ, KEYS_WRITE, Scope, ScopeError, ScopeSet, TypedScope};
 
 /// One declared scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +190,32 @@ impl ScopeCatalogBuilder {
             Err(err) => self.fail(err),
         }
         self
+    }
+
+    /// Declares the typed scope `T` (from [`scopes!`](crate::scopes)) with its doc comment as
+    /// the description: the scope is written once, in its declaration.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward_core::{ScopeCatalog, scopes};
+    ///
+    /// scopes! {
+    ///     /// Read the book collection.
+    ///     pub BooksRead = "books:read";
+    /// }
+    ///
+    /// let catalog = ScopeCatalog::builder().typed::<BooksRead>().build()?;
+    /// let entry = catalog.entries().find(|e| e.scope.as_str() == "books:read").expect("declared");
+    /// assert_eq!(entry.description, "Read the book collection.");
+    /// # Ok::<(), keyward_core::ScopeError>(())
+    /// ```
+    pub fn typed<T: TypedScope>(self) -> Self {
+        let description = T::DESCRIPTION
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.scope(T::NAME, description)
     }
 
     /// Declares that holding `holder` also grants `implied`; both must be declared.

@@ -101,7 +101,7 @@ pub(crate) mod extremes {
     use chrono::{DateTime, TimeDelta, Utc};
     use proptest::prelude::*;
 
-    use crate::input::MAX_LIFETIME;
+    use crate::MAX_LIFETIME;
 
     /// An ordinary present.
     pub(crate) fn present() -> DateTime<Utc> {

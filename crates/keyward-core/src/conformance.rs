@@ -17,17 +17,17 @@
 //! seconds, so any store that keeps at least that passes.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::StreamExt;
 
 use crate::{
-    Expiry, GracePeriod, KeyChange, KeyChanges, KeyRecord, KeyStore, ListCursor, ListQuery, NewKey,
-    ScopeCatalog, SecretRotation, StoreErrorKind, Token, TokenFormat, TokenHasher, UsageUpdate,
+    Expiry, GracePeriod, KeyChanges, KeyRecord, KeyStore, ListCursor, ListQuery, NewKey,
+    ScopeCatalog, SecretRotation, StoreErrorKind, Token, TokenFormat, TokenHasher,
 };
+
+#[path = "conformance_usage.rs"]
+mod usage;
+pub use usage::{change_feed, record_usage, record_usage_concurrently};
 
 /// A fixed instant the checks count from.
 #[must_use]
@@ -277,6 +277,7 @@ pub async fn update<S: KeyStore>(store: S) {
         name: Some("renamed".into()),
         scopes: Some(vec!["books:write".into()]),
         active: Some(false),
+        disabled_by: Some("root".into()),
         allowed_ips: Some(vec!["::1".into()]),
         rate_limit: Some(Some(30)),
         metadata: Some(serde_json::json!({ "x": [1, 2] })),
@@ -288,6 +289,11 @@ pub async fn update<S: KeyStore>(store: S) {
     assert_eq!(updated.name, "renamed");
     assert!(updated.scopes.allows_str("books:write"));
     assert!(!updated.active);
+    assert_eq!(
+        updated.disabled_by.as_deref(),
+        Some("root"),
+        "who disabled it"
+    );
     assert_eq!(
         updated.allowed_ips,
         ["::1/128".parse::<ipnet::IpNet>().expect("net")]
@@ -306,6 +312,24 @@ pub async fn update<S: KeyStore>(store: S) {
     let cleared = store.update(record.id, &clear, at).await.expect("update");
     assert_eq!(cleared.rate_limit, None);
     assert_eq!(cleared.name, "renamed", "absent fields unchanged");
+    assert_eq!(
+        cleared.disabled_by.as_deref(),
+        Some("root"),
+        "still disabled"
+    );
+    let enable = KeyChanges {
+        active: Some(true),
+        ..KeyChanges::default()
+    }
+    .validate(&catalog())
+    .expect("valid");
+    let enabled = store.update(record.id, &enable, at).await.expect("update");
+    assert!(enabled.active);
+    assert_eq!(
+        enabled.disabled_by, None,
+        "enabling forgets who disabled it"
+    );
+    assert_eq!(must_get(&store, &record).await, enabled);
 
     let missing = store
         .update(crate::KeyId::new(), &clear, at)
@@ -444,7 +468,7 @@ pub async fn replace_secret<S: KeyStore>(store: S) {
 }
 
 /// Refresh sets `expires_at = now + lifetime`; never-expiring keys conflict; a stored
-/// lifetime above [`MAX_LIFETIME`](crate::input::MAX_LIFETIME) is capped, and the store keeps
+/// lifetime above [`MAX_LIFETIME`](crate::MAX_LIFETIME) is capped, and the store keeps
 /// the capped one.
 pub async fn refresh<S: KeyStore>(store: S) {
     let (record, _) = personal_key("alice", 0);
@@ -467,7 +491,7 @@ pub async fn refresh<S: KeyStore>(store: S) {
     );
     insert(&store, &long).await;
     let refreshed = store.refresh(long.id, later).await.expect("refresh");
-    let capped = crate::input::MAX_LIFETIME;
+    let capped = crate::MAX_LIFETIME;
     assert_eq!(refreshed.expires_at, Some(later + capped));
     assert_eq!(refreshed.lifetime, Some(capped));
     let stored = must_get(&store, &long).await;
@@ -485,140 +509,6 @@ pub async fn refresh<S: KeyStore>(store: S) {
         .await
         .expect_err("missing");
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
-}
-
-/// Usage adds up, keeps the latest use, and skips unknown ids.
-pub async fn record_usage<S: KeyStore>(store: S) {
-    let (a, _) = personal_key("alice", 0);
-    let (b, _) = personal_key("bob", 1);
-    insert(&store, &a).await;
-    insert(&store, &b).await;
-    let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
-    let late = t0() + TimeDelta::seconds(100);
-    store
-        .record_usage(&[
-            UsageUpdate {
-                id: a.id,
-                count: 5,
-                last_used_at: late,
-                last_used_ip: ip("10.0.0.1"),
-            },
-            UsageUpdate {
-                id: b.id,
-                count: 1,
-                last_used_at: late,
-                last_used_ip: ip("::1"),
-            },
-            UsageUpdate {
-                id: crate::KeyId::new(),
-                count: 9,
-                last_used_at: late,
-                last_used_ip: None,
-            },
-        ])
-        .await
-        .expect("usage");
-    // An older batch arriving late adds its count but does not move last_used_* back.
-    store
-        .record_usage(&[UsageUpdate {
-            id: a.id,
-            count: 2,
-            last_used_at: late - TimeDelta::seconds(50),
-            last_used_ip: ip("10.0.0.2"),
-        }])
-        .await
-        .expect("usage");
-    let a = must_get(&store, &a).await;
-    assert_eq!(a.usage_count, 7);
-    assert_eq!(a.last_used_at, Some(late));
-    assert_eq!(a.last_used_ip, ip("10.0.0.1"));
-    let b = must_get(&store, &b).await;
-    assert_eq!((b.usage_count, b.last_used_ip), (1, ip("::1")));
-    store
-        .record_usage(&[])
-        .await
-        .expect("an empty batch is fine");
-}
-
-/// 8 tasks × 1000 single increments on one key sum to exactly 8000.
-pub async fn record_usage_concurrently<S: KeyStore>(store: S) {
-    let (record, _) = personal_key("alice", 0);
-    insert(&store, &record).await;
-    let store = Arc::new(store);
-    let id = record.id;
-    let tasks: Vec<_> = (0..8)
-        .map(|task| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                for i in 0..1000 {
-                    let update = UsageUpdate {
-                        id,
-                        count: 1,
-                        last_used_at: t0() + TimeDelta::seconds(task * 1000 + i),
-                        last_used_ip: None,
-                    };
-                    store.record_usage(&[update]).await.expect("usage");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let stored = store.get(record.id).await.expect("get").expect("exists");
-    assert_eq!(stored.usage_count, 8000);
-    assert_eq!(stored.last_used_at, Some(t0() + TimeDelta::seconds(7999)));
-}
-
-/// A store with a change feed reports revoke, update, regenerate and delete.
-pub async fn change_feed<S: KeyStore>(store: S) {
-    let Some(mut feed) = store.changes() else {
-        return;
-    };
-    let (record, _) = personal_key("alice", 0);
-    insert(&store, &record).await;
-    let disable = KeyChanges {
-        active: Some(false),
-        ..KeyChanges::default()
-    }
-    .validate(&catalog())
-    .expect("valid");
-    let (rotation, _) = SecretRotation::generate(&format(), &TokenHasher::sha256(), None, t0());
-    for step in 0..4 {
-        match step {
-            0 => {
-                store
-                    .update(record.id, &disable, t0())
-                    .await
-                    .expect("update");
-            }
-            1 => {
-                store
-                    .replace_secret(record.id, &rotation, t0())
-                    .await
-                    .expect("rotate");
-            }
-            2 => {
-                store.revoke(record.id, t0()).await.expect("revoke");
-            }
-            _ => store.delete(record.id).await.expect("delete"),
-        }
-        let change = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match feed.next().await {
-                    Some(KeyChange::Changed(id)) if id == record.id => return true,
-                    Some(_) => {}
-                    None => return false,
-                }
-            }
-        })
-        .await;
-        assert_eq!(
-            change,
-            Ok(true),
-            "step {step}: the feed reported the change"
-        );
-    }
 }
 
 /// Generates one `#[tokio::test]` per conformance check for the store made by `$make`, an

@@ -85,7 +85,7 @@ pub struct DigestLengthError(usize);
 /// let peppered = TokenHasher::hmac(b"from the app's secret configuration");
 /// assert_ne!(plain.digest(&token), peppered.digest(&token));
 /// assert_eq!(plain.digest(&token), plain.digest(&token));
-/// # Ok::<(), keyward_core::token::PrefixError>(())
+/// # Ok::<(), keyward_core::PrefixError>(())
 /// ```
 #[derive(Clone)]
 pub struct TokenHasher {

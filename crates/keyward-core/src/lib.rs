@@ -2,10 +2,10 @@
 //!
 //! This crate holds the pieces every other keyward crate agrees on:
 //!
-//! * the [token format](token) — `{prefix}_{40 base62 secret}{6 base62 CRC32}` — with
+//! * the [token format](TokenFormat) — `{prefix}_{40 base62 secret}{6 base62 CRC32}` — with
 //!   [`TokenFormat`], [`Token`] (redacted, zeroized) and [`TokenHasher`] (SHA-256 or a peppered
 //!   HMAC-SHA256);
-//! * [scopes](scope): [`Scope`], [`ScopeSet`] with `resource:*` and `*`, the application's
+//! * [scopes](Scope): [`Scope`], [`ScopeSet`] with `resource:*` and `*`, the application's
 //!   [`ScopeCatalog`] with implications, and typed scopes declared with [`scopes!`];
 //! * the [`KeyRecord`], the inputs that create ([`NewKey`]) and change ([`KeyChanges`]) one,
 //!   and the rules for refresh and regenerate;
@@ -57,33 +57,48 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod catalog;
-pub mod clock;
+mod catalog;
+mod clock;
 #[cfg(feature = "test-util")]
 pub mod conformance;
-pub mod digest;
-pub mod input;
-pub mod key;
-pub mod memory;
+mod digest;
+mod input;
+mod key;
+mod lifetime;
+mod memory;
 pub mod policy;
-pub mod principal;
-pub mod scope;
-pub mod store;
-pub mod token;
+mod principal;
+mod scope;
+mod store;
+mod token;
+mod validation;
 
 pub use catalog::{CatalogEntry, ScopeCatalog, ScopeCatalogBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use digest::{TokenDigest, TokenHasher};
-pub use input::{
-    Expiry, FieldError, GracePeriod, IssuedKey, KeyChanges, KeyUpdate, NewKey, ValidationError,
+pub use digest::{DigestLengthError, TokenDigest, TokenHasher};
+pub use input::{IssuedKey, KeyChanges, METADATA_MAX_BYTES, NAME_MAX_CHARS, NewKey, OWNER_MAX_LEN};
+pub use key::{
+    KeyId, KeyKind, KeyRecord, KeyUpdate, KeyView, PreviousSecret, RuleError, SecretRotation,
+    UnknownKind,
 };
-pub use key::{KeyId, KeyKind, KeyRecord, KeyView, PreviousSecret, RuleError, SecretRotation};
+pub use lifetime::{
+    DEFAULT_EXPIRY_DAYS, EXPIRY_PRESET_DAYS, Expiry, GracePeriod, MAX_GRACE_SECONDS, MAX_LIFETIME,
+    MAX_LIFETIME_DAYS,
+};
 pub use memory::MemoryStore;
-pub use policy::Denial;
 pub use principal::Principal;
-pub use scope::{KeysAdmin, KeysRead, KeysWrite, Scope, ScopeError, ScopeSet, TypedScope};
-pub use store::{
-    ChangeStream, KeyChange, KeyStore, ListCursor, ListQuery, Page, StoreError, StoreErrorKind,
-    UsageUpdate,
+#[doc(hidden)]
+pub use scope::is_valid_scope;
+pub use scope::{
+    KEYS_ADMIN, KEYS_READ, KEYS_WRITE, KeysAdmin, KeysRead, KeysWrite, Scope, ScopeError, ScopeSet,
+    TypedScope,
 };
-pub use token::{KeyHint, Prefix, Token, TokenError, TokenFormat};
+pub use store::{
+    ChangeStream, DEFAULT_PAGE_SIZE, InvalidCursor, KeyChange, KeyStore, ListCursor, ListQuery,
+    MAX_PAGE_SIZE, Page, StoreError, StoreErrorKind, UsageUpdate,
+};
+pub use token::{
+    CHECK_LEN, KeyHint, PREFIX_MAX_LEN, PREFIX_MIN_LEN, Prefix, PrefixError, SECRET_LEN,
+    TOKEN_REGEX, Token, TokenError, TokenFormat,
+};
+pub use validation::{FieldError, ValidationError};

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::digest::TokenDigest;
-use crate::input::KeyUpdate;
+use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, SecretRotation};
 use crate::store::{ChangeStream, KeyChange, KeyStore, ListQuery, Page, StoreError, UsageUpdate};
 
@@ -268,5 +268,10 @@ impl KeyStore for MemoryStore {
                 }
             },
         )))
+    }
+
+    fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = self.feed.send(KeyChange::Owner(owner.to_owned()));
+        async { Ok(()) }
     }
 }

@@ -45,7 +45,8 @@ pub enum Denial {
 ///
 /// ```
 /// use chrono::{TimeDelta, Utc};
-/// use keyward_core::{Denial, NewKey, ScopeCatalog, TokenFormat, TokenHasher, policy};
+/// use keyward_core::policy::{self, Denial};
+/// use keyward_core::{NewKey, ScopeCatalog, TokenFormat, TokenHasher};
 ///
 /// let hasher = TokenHasher::sha256();
 /// let now = Utc::now();

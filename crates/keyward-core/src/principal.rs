@@ -33,7 +33,7 @@ use crate::scope::{ScopeSet, TypedScope};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(Arc<Inner>);
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Inner {
     key_id: KeyId,
     name: String,
@@ -41,6 +41,7 @@ struct Inner {
     owner: Option<String>,
     scopes: ScopeSet,
     expires_at: Option<DateTime<Utc>>,
+    previous_token: bool,
 }
 
 impl Principal {
@@ -61,7 +62,24 @@ impl Principal {
             owner,
             scopes,
             expires_at,
+            previous_token: false,
         }))
+    }
+
+    /// Marks the principal as authenticated by the key's previous token, which a regenerate
+    /// replaced and which works only until its grace period ends.
+    #[must_use]
+    pub fn with_previous_token(mut self, previous: bool) -> Self {
+        Arc::make_mut(&mut self.0).previous_token = previous;
+        self
+    }
+
+    /// Whether the request presented the key's previous token (in its grace period). Such a
+    /// token still works, but may not manage keys: it could otherwise end its own
+    /// replacement.
+    #[must_use]
+    pub fn is_previous_token(&self) -> bool {
+        self.0.previous_token
     }
 
     /// The principal of `record` with the given effective scopes.

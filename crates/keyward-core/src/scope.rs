@@ -385,12 +385,18 @@ impl<'a> IntoIterator for &'a ScopeSet {
 pub trait TypedScope: Send + Sync + 'static {
     /// The scope string, e.g. `"books:write"`.
     const NAME: &'static str;
+    /// What the scope allows, from its doc comment, for the catalog
+    /// ([`ScopeCatalogBuilder::typed`](crate::catalog::ScopeCatalogBuilder::typed)).
+    const DESCRIPTION: &'static str;
 }
 
-/// Declares marker types for scopes.
+/// Declares marker types for scopes, each with its doc comment as its description.
 ///
 /// Each literal is checked at compile time, so a malformed scope does not compile, and
-/// handlers name scopes by type, so a typo in a name does not compile either.
+/// handlers name scopes by type, so a typo in a name does not compile either. Build the
+/// catalog from the same types
+/// ([`ScopeCatalogBuilder::typed`](crate::catalog::ScopeCatalogBuilder::typed)), so that each
+/// scope is written once.
 ///
 /// # Example
 ///
@@ -405,6 +411,7 @@ pub trait TypedScope: Send + Sync + 'static {
 /// }
 ///
 /// assert_eq!(BooksWrite::NAME, "books:write");
+/// assert_eq!(BooksWrite::DESCRIPTION.trim(), "Change the book collection.");
 /// ```
 ///
 /// ```compile_fail
@@ -415,18 +422,19 @@ pub trait TypedScope: Send + Sync + 'static {
 /// ```
 #[macro_export]
 macro_rules! scopes {
-    ($($(#[$meta:meta])* $vis:vis $name:ident = $scope:literal;)+) => {
+    ($($(#[doc = $doc:expr])+ $vis:vis $name:ident = $scope:literal;)+) => {
         $(
-            $(#[$meta])*
+            $(#[doc = $doc])+
             #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
             $vis struct $name;
 
             impl $crate::TypedScope for $name {
                 const NAME: &'static str = $scope;
+                const DESCRIPTION: &'static str = concat!($($doc, " "),+);
             }
 
             const _: () = assert!(
-                $crate::scope::is_valid_scope($scope),
+                $crate::is_valid_scope($scope),
                 concat!("invalid scope: ", $scope)
             );
         )+
@@ -434,11 +442,11 @@ macro_rules! scopes {
 }
 
 scopes! {
-    /// `keys:read`: list one's own keys.
+    /// List and see one's own keys.
     pub KeysRead = "keys:read";
-    /// `keys:write`: create, change, revoke and delete one's own keys.
+    /// Create, change, revoke and delete one's own keys.
     pub KeysWrite = "keys:write";
-    /// `keys:admin`: manage every owner's keys and service keys.
+    /// Manage every owner's keys and service keys.
     pub KeysAdmin = "keys:admin";
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 
 use crate::digest::TokenDigest;
-use crate::input::KeyUpdate;
+use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, RuleError, SecretRotation};
 
 /// Largest page a store returns from [`KeyStore::list`].
@@ -240,11 +240,14 @@ pub struct UsageUpdate {
 }
 
 /// A notification from a store's change feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyChange {
     /// This key changed (revoked, deleted, updated, disabled, regenerated): drop cached copies.
     Changed(KeyId),
+    /// What this user holds changed (a new role, a deleted account): drop the cached copies
+    /// of their keys, so their grants are read again.
+    Owner(String),
     /// Notifications may have been lost (a reconnect, a lagging reader): drop every cached key.
     Resync,
 }
@@ -323,6 +326,14 @@ pub trait KeyStore: Send + Sync + 'static {
     fn changes(&self) -> Option<ChangeStream> {
         None
     }
+
+    /// Tells every instance that what `owner` holds changed, through the change feed where
+    /// the store has one ([`KeyChange::Owner`]). The default does nothing: without a feed,
+    /// other instances see the change when their cache TTL ends.
+    fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = owner;
+        async { Ok(()) }
+    }
 }
 
 impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
@@ -393,5 +404,9 @@ impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
 
     fn changes(&self) -> Option<ChangeStream> {
         (**self).changes()
+    }
+
+    fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).owner_changed(owner)
     }
 }

@@ -73,7 +73,7 @@ impl From<std::convert::Infallible> for PrefixError {
 /// let prefix: Prefix = "books".parse()?;
 /// assert_eq!(prefix.as_str(), "books");
 /// assert!("Books".parse::<Prefix>().is_err());
-/// # Ok::<(), keyward_core::token::PrefixError>(())
+/// # Ok::<(), keyward_core::PrefixError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -281,7 +281,7 @@ impl fmt::Display for KeyHint {
 /// assert!(format.parse(legacy.expose_secret()).is_ok());
 /// assert_eq!(format.issuing_prefix().as_str(), "books");
 /// assert_eq!(format.parse("books_not-a-token").unwrap_err(), TokenError::Malformed);
-/// # Ok::<(), keyward_core::token::PrefixError>(())
+/// # Ok::<(), keyward_core::PrefixError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFormat {

@@ -117,7 +117,6 @@ fn measure(
 #[cfg(feature = "sqlite")]
 fn sqlite(c: &mut Criterion) {
     use sea_orm::ConnectionTrait;
-    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 
     let runtime = Runtime::new().expect("runtime");
     let dir = std::env::temp_dir()
@@ -129,12 +128,9 @@ fn sqlite(c: &mut Criterion) {
         std::fs::create_dir_all(&path).expect("temporary directory");
         let url = format!("sqlite://{}?mode=rwc", path.join("keys.db").display());
         let (store, digests) = runtime.block_on(async {
+            // `connect` gives a SQLite file WAL mode and a few connections by default.
             let mut options = ConnectOptions::new(url);
-            options.sqlx_logging(false).map_sqlx_sqlite_opts(|sqlite| {
-                sqlite
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-            });
+            options.sqlx_logging(false);
             let store = SeaOrmStore::connect_and_migrate(options)
                 .await
                 .expect("SQLite file");

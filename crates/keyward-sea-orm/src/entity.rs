@@ -60,6 +60,8 @@ pub struct Model {
     pub usage_count: i64,
     /// `false` = disabled.
     pub active: bool,
+    /// Who disabled the key, while it is disabled.
+    pub disabled_by: Option<String>,
     /// Revocation time.
     pub revoked_at: Option<DateTimeUtc>,
     /// JSON array of allowed networks (CIDR strings); empty = any.

@@ -11,7 +11,7 @@ use sea_orm::sqlx::ConnectOptions as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::CHANGE_CHANNEL;
+use crate::{CHANGE_CHANNEL, OWNER_PREFIX};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
@@ -60,6 +60,11 @@ impl PgFeed {
     pub(crate) fn announce(&self, id: KeyId) {
         // No subscribers is fine: nobody caches.
         let _ = self.local.send(KeyChange::Changed(id));
+    }
+
+    /// Reports that what `owner` holds changed to this instance's own subscribers.
+    pub(crate) fn announce_owner(&self, owner: &str) {
+        let _ = self.local.send(KeyChange::Owner(owner.to_owned()));
     }
 
     /// A new stream: this instance's changes, plus every notification from the database.
@@ -146,9 +151,9 @@ async fn receive(
             received = listener.try_recv() => received?,
         };
         let change = match received {
-            Some(notification) => match notification.payload().parse::<KeyId>() {
-                Ok(id) => KeyChange::Changed(id),
-                Err(_) => {
+            Some(notification) => match parse(notification.payload()) {
+                Some(change) => change,
+                None => {
                     tracing::warn!(
                         payload = notification.payload(),
                         "ignoring a malformed keyward change notification"
@@ -163,5 +168,13 @@ async fn receive(
         if sender.send(change).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+/// A notification's payload: a key id, or `owner:` and a user id.
+fn parse(payload: &str) -> Option<KeyChange> {
+    match payload.strip_prefix(OWNER_PREFIX) {
+        Some(owner) => Some(KeyChange::Owner(owner.to_owned())),
+        None => payload.parse::<KeyId>().ok().map(KeyChange::Changed),
     }
 }

@@ -54,6 +54,8 @@ mod error;
 mod feed;
 pub mod migration;
 mod row;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 pub use sea_orm::{ConnectOptions, DatabaseConnection};
@@ -63,6 +65,10 @@ use keyward_core::StoreError;
 
 /// The PostgreSQL notification channel of the change feed; each payload is a key id.
 pub const CHANGE_CHANNEL: &str = "keyward_key_changes";
+
+/// Starts the payload of a [`CHANGE_CHANNEL`] notification that says what a user holds
+/// changed (`owner:<user id>`); other payloads are key ids.
+pub const OWNER_PREFIX: &str = "owner:";
 use sea_orm_migration::MigratorTrait;
 
 /// Creates or updates keyward's tables. Safe to run on every start: applied migrations are

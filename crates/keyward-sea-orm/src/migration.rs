@@ -35,7 +35,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateKeys)]
+        vec![Box::new(CreateKeys), Box::new(AddDisabledBy)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -152,6 +152,43 @@ impl MigrationTrait for CreateKeys {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(Keys::Table).if_exists().to_owned())
+            .await
+    }
+}
+
+/// Adds `disabled_by`: who disabled a key, so that only an administrator enables a key an
+/// administrator disabled.
+#[derive(Debug, Clone, Copy)]
+struct AddDisabledBy;
+
+impl MigrationName for AddDisabledBy {
+    fn name(&self) -> &'static str {
+        "m20261123_000001_add_keyward_keys_disabled_by"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for AddDisabledBy {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Keys::Table)
+                    .add_column(ColumnDef::new(Column::DisabledBy).string_len(255).null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Keys::Table)
+                    .drop_column(Column::DisabledBy)
+                    .to_owned(),
+            )
             .await
     }
 }

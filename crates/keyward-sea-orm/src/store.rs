@@ -16,6 +16,8 @@ use sea_orm::{
 };
 
 use crate::CHANGE_CHANNEL;
+#[cfg(feature = "postgres")]
+use crate::OWNER_PREFIX;
 use crate::entity::{ActiveModel, Column, Entity, Model};
 use crate::error::db_error;
 use crate::row::{from_model, micros, to_model};
@@ -165,7 +167,7 @@ impl SeaOrmStore {
     pub async fn connect(options: impl Into<ConnectOptions>) -> Result<Self, StoreError> {
         let options = options.into();
         #[cfg(feature = "sqlite")]
-        let options = sqlite_file_defaults(options);
+        let options = crate::sqlite::sqlite_file_defaults(options);
         let db = Database::connect(options).await.map_err(db_error)?;
         Ok(Self::new(db))
     }
@@ -258,51 +260,6 @@ impl SeaOrmStore {
         #[cfg(not(feature = "postgres"))]
         let _ = id;
     }
-}
-
-/// Connections [`SeaOrmStore::connect`] opens to a SQLite file by default.
-#[cfg(feature = "sqlite")]
-const SQLITE_FILE_CONNECTIONS: u32 = 4;
-
-/// Gives a writable SQLite file that `options` leave at SeaORM's one connection a WAL-mode
-/// pool (see [`SeaOrmStore::connect`]).
-#[cfg(feature = "sqlite")]
-fn sqlite_file_defaults(mut options: ConnectOptions) -> ConnectOptions {
-    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-
-    if options.get_max_connections().is_some() || !is_writable_sqlite_file(options.get_url()) {
-        return options;
-    }
-    options
-        .max_connections(SQLITE_FILE_CONNECTIONS)
-        .map_sqlx_sqlite_opts(|sqlite| {
-            sqlite
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(5))
-        });
-    options
-}
-
-/// Whether `url` names a SQLite database file opened for writing: not in memory, not
-/// read-only, not immutable. Read the way sqlx reads it (whose own URL round trip panics on
-/// in-memory names, so it is not used here).
-#[cfg(feature = "sqlite")]
-fn is_writable_sqlite_file(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        return false;
-    };
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
-    if database.is_empty() || database == ":memory:" {
-        return false;
-    }
-    params.split('&').all(|pair| {
-        !matches!(
-            pair.split_once('=').unwrap_or((pair, "")),
-            ("mode", "memory" | "ro") | ("immutable", "true" | "1")
-        )
-    })
 }
 
 /// Reads a row so that no other writer can change it before this transaction ends.
@@ -579,33 +536,25 @@ impl KeyStore for SeaOrmStore {
         }
         None
     }
-}
 
-#[cfg(all(test, feature = "sqlite"))]
-mod tests {
-    use super::is_writable_sqlite_file;
-
-    #[test]
-    fn sqlite_files_get_the_pool_and_memory_does_not() {
-        for url in [
-            "sqlite://books.db?mode=rwc",
-            "sqlite:books.db",
-            "sqlite:///var/lib/books/books.db?mode=rw&cache=shared",
-        ] {
-            assert!(is_writable_sqlite_file(url), "{url}");
+    async fn owner_changed(&self, owner: &str) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(feed) = &self.feed {
+            self.db
+                .execute(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [
+                        CHANGE_CHANNEL.into(),
+                        format!("{OWNER_PREFIX}{owner}").into(),
+                    ],
+                ))
+                .await
+                .map_err(db_error)?;
+            feed.announce_owner(owner);
         }
-        for url in [
-            "sqlite::memory:",
-            "sqlite://:memory:",
-            "sqlite://?mode=memory",
-            "sqlite://books.db?mode=memory",
-            "sqlite://books.db?mode=ro",
-            "sqlite://books.db?immutable=true",
-            "sqlite://",
-            "postgres://localhost/books",
-            "mysql://localhost/books",
-        ] {
-            assert!(!is_writable_sqlite_file(url), "{url}");
-        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = owner;
+        Ok(())
     }
 }

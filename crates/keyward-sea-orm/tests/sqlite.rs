@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use keyward_core::{KeyStore, StoreErrorKind};
 use keyward_sea_orm::SeaOrmStore;
+use keyward_test_support::{TempDir, TestDatabase};
 use sea_orm::ConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 
@@ -22,33 +21,22 @@ async fn memory_store() -> Option<SeaOrmStore> {
     )
 }
 
-/// A path for a database file of its own in a fresh directory.
-fn fresh_file() -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("keyward-sea-orm-tests")
-        .join(uuid::Uuid::now_v7().simple().to_string());
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir.join("keys.db")
-}
-
 /// A fresh database file, with several pooled connections so that writers really contend;
-/// in WAL mode, as an application with more than one connection should use it.
+/// in WAL mode, as an application with more than one connection should use it. The file
+/// stays until a later run removes it: the conformance suite has no teardown.
 async fn file_store() -> Option<SeaOrmStore> {
-    let path = fresh_file();
-    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-    options
-        .max_connections(4)
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|sqlite| {
-            sqlite
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-        });
-    Some(
-        SeaOrmStore::connect_and_migrate(options)
-            .await
-            .expect("SQLite file"),
-    )
+    let db = TestDatabase::sqlite();
+    let mut options = db.options();
+    options.max_connections(4).map_sqlx_sqlite_opts(|sqlite| {
+        sqlite
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+    });
+    let store = SeaOrmStore::connect_and_migrate(options)
+        .await
+        .expect("SQLite file");
+    db.keep();
+    Some(store)
 }
 
 mod memory {
@@ -94,7 +82,8 @@ async fn missing_table_is_unavailable() {
 
 #[tokio::test]
 async fn unreachable_file_is_unavailable() {
-    let missing = fresh_file().with_file_name("no-such-dir").join("keys.db");
+    let dir = TempDir::new();
+    let missing = dir.path().join("no-such-dir").join("keys.db");
     let err = SeaOrmStore::connect(format!("sqlite://{}?mode=rw", missing.display()))
         .await
         .expect_err("no such file");

@@ -58,7 +58,7 @@ pub trait FailureBudget: fmt::Debug + Send + Sync + 'static {
 pub struct LocalFailureBudget {
     limit: u32,
     window: Duration,
-    clients: Cache<IpAddr, Arc<Window>>,
+    clients: Cache<IpAddr, Arc<Window>, crate::cache::Hasher>,
 }
 
 #[derive(Debug)]
@@ -94,7 +94,7 @@ impl LocalFailureBudget {
             clients: Cache::builder()
                 .time_to_live(window)
                 .max_capacity(100_000)
-                .build(),
+                .build_with_hasher(crate::cache::Hasher::default()),
         }
     }
 
@@ -110,24 +110,25 @@ impl LocalFailureBudget {
         self.window
     }
 
-    fn current(&self, client: IpAddr) -> Option<Arc<Window>> {
-        self.clients
-            .get(&bucket(client))
-            .filter(|w| w.started.elapsed() < self.window)
+    /// The client's window and its age, while it lasts.
+    fn current(&self, client: IpAddr) -> Option<(Arc<Window>, Duration)> {
+        let window = self.clients.get(&bucket(client))?;
+        let age = window.started.elapsed();
+        (age < self.window).then_some((window, age))
     }
 }
 
 impl FailureBudget for LocalFailureBudget {
     fn exhausted(&self, client: IpAddr) -> Option<Duration> {
-        let window = self.current(client)?;
+        let (window, age) = self.current(client)?;
         (window.failures.load(Ordering::Relaxed) >= self.limit.max(1))
-            .then(|| self.window.saturating_sub(window.started.elapsed()))
+            .then(|| self.window.saturating_sub(age))
     }
 
     fn charge(&self, client: IpAddr) {
         let key = bucket(client);
         let window = match self.current(client) {
-            Some(window) => window,
+            Some((window, _)) => window,
             None => {
                 let fresh = Arc::new(Window {
                     started: Instant::now(),

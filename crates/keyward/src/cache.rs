@@ -15,7 +15,7 @@ use crate::usage::KeyUsage;
 /// How keyward caches verified keys.
 ///
 /// A positive entry holds the key record and the principal built from it (effective scopes
-/// included), so a cache hit costs no store or resolver call; the key's policy (revocation,
+/// included), so a cache hit costs no store or owner lookup; the key's policy (revocation,
 /// expiry, grace period, IP allow-list) is still evaluated on every request against the
 /// cached record. The negative cache remembers digests the store does not know, so a flood
 /// of well-formed but unknown tokens reaches the store once per digest per TTL.
@@ -63,7 +63,7 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// No caching: every request reads the store (and runs the resolver).
+    /// No caching: every request reads the store (and looks up key owners).
     pub fn disabled() -> Self {
         Self {
             enabled: false,
@@ -116,30 +116,38 @@ pub(crate) struct Entry {
 pub(crate) enum Grant {
     /// The principal with its effective scopes.
     Resolved(Principal),
-    /// The resolver said the owner no longer exists.
+    /// The owner no longer exists.
     OwnerGone,
-    /// The key was unusable when loaded, so the resolver was not asked.
+    /// The key was unusable when loaded, so its owner was not looked up.
     Unresolved,
 }
 
-pub(crate) enum Lookup {
-    Hit(Arc<Entry>),
+/// A cached key.
+pub(crate) enum Cached {
+    Fresh(Arc<Entry>),
     /// Older than the TTL but inside the `stale_if_error` window: reload, and use it only if
     /// the store fails.
     Stale(Arc<Entry>),
-    Unknown,
-    Miss,
 }
+
+/// A digest's bytes. Lookups compare them plainly: a digest of a 238-bit secret gives a timing
+/// observer nothing to steer towards a token, and a hash map's own probing is not constant time
+/// anyway. (`TokenDigest`'s own equality stays constant-time.)
+type Key = [u8; 32];
+
+/// Digests are uniform already, and the negative cache fills only as fast as the failure budget
+/// lets store lookups through: a fast seeded hash is enough.
+pub(crate) type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 pub(crate) struct VerifyCache {
-    positive: Cache<TokenDigest, Arc<Entry>>,
+    positive: Cache<Key, Arc<Entry>, Hasher>,
     /// The TTL, when entries are kept longer for `stale_if_error`.
     fresh_for: Option<Duration>,
-    negative: Option<Cache<TokenDigest, ()>>,
+    negative: Option<Cache<Key, (), Hasher>>,
     /// Key id → digests cached for it. Inserts and invalidations take this lock, so an entry
     /// read from the store before an invalidation is never inserted after it.
-    index: Mutex<HashMap<KeyId, Vec<TokenDigest>>>,
+    index: Mutex<HashMap<KeyId, Vec<Key>>>,
     /// Bumped by every invalidation; a lookup that started before a bump does not insert.
     epoch: AtomicU64,
 }
@@ -156,13 +164,13 @@ impl VerifyCache {
                 Cache::builder()
                     .time_to_live(config.negative_ttl)
                     .max_capacity(config.negative_capacity)
-                    .build()
+                    .build_with_hasher(Hasher::default())
             });
         Some(Self {
             positive: Cache::builder()
                 .time_to_live(config.ttl.saturating_add(stale_if_error))
                 .max_capacity(config.capacity)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             fresh_for: (!stale_if_error.is_zero()).then_some(config.ttl),
             negative,
             index: Mutex::new(HashMap::new()),
@@ -170,17 +178,20 @@ impl VerifyCache {
         })
     }
 
-    pub(crate) fn get(&self, digest: &TokenDigest) -> Lookup {
-        if let Some(entry) = self.positive.get(digest) {
-            return match self.fresh_for {
-                Some(ttl) if entry.loaded_at.elapsed() >= ttl => Lookup::Stale(entry),
-                _ => Lookup::Hit(entry),
-            };
-        }
-        match &self.negative {
-            Some(negative) if negative.contains_key(digest) => Lookup::Unknown,
-            _ => Lookup::Miss,
-        }
+    /// The key cached for `digest`, if any.
+    pub(crate) fn get(&self, digest: &TokenDigest) -> Option<Cached> {
+        let entry = self.positive.get(digest.as_bytes())?;
+        Some(match self.fresh_for {
+            Some(ttl) if entry.loaded_at.elapsed() >= ttl => Cached::Stale(entry),
+            _ => Cached::Fresh(entry),
+        })
+    }
+
+    /// Whether the store recently said no key has `digest`.
+    pub(crate) fn is_unknown(&self, digest: &TokenDigest) -> bool {
+        self.negative
+            .as_ref()
+            .is_some_and(|negative| negative.contains_key(digest.as_bytes()))
     }
 
     /// The epoch to pass to [`insert`](Self::insert) after reading the store.
@@ -188,7 +199,7 @@ impl VerifyCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, Vec<TokenDigest>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, Vec<Key>>> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -198,32 +209,33 @@ impl VerifyCache {
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        let digests = index.entry(id).or_default();
-        digests.retain(|d| self.positive.contains_key(d));
-        if !digests.contains(&digest) {
-            digests.push(digest);
+        let key = *digest.as_bytes();
+        let keys = index.entry(id).or_default();
+        keys.retain(|k| self.positive.contains_key(k));
+        if !keys.contains(&key) {
+            keys.push(key);
         }
-        self.positive.insert(digest, entry);
+        self.positive.insert(key, entry);
     }
 
     pub(crate) fn insert_unknown(&self, digest: TokenDigest, epoch: u64) {
         if let Some(negative) = &self.negative {
             let _index = self.lock();
             if self.epoch.load(Ordering::Acquire) == epoch {
-                negative.insert(digest, ());
+                negative.insert(*digest.as_bytes(), ());
             }
         }
     }
 
     /// Drops every cached digest of `id`.
     pub(crate) fn invalidate_key(&self, id: KeyId) {
-        let digests = {
+        let keys = {
             let mut index = self.lock();
             self.epoch.fetch_add(1, Ordering::AcqRel);
             index.remove(&id)
         };
-        for digest in digests.unwrap_or_default() {
-            self.positive.invalidate(&digest);
+        for key in keys.unwrap_or_default() {
+            self.positive.invalidate(&key);
         }
     }
 
@@ -232,7 +244,18 @@ impl VerifyCache {
         let _index = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(negative) = &self.negative {
-            negative.invalidate(digest);
+            negative.invalidate(digest.as_bytes());
+        }
+    }
+
+    /// Drops every cached key of `owner`.
+    pub(crate) fn invalidate_owner(&self, owner: &str) {
+        let _index = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for (key, entry) in &self.positive {
+            if entry.record.owner.as_deref() == Some(owner) {
+                self.positive.invalidate(&*key);
+            }
         }
     }
 

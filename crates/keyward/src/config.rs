@@ -1,34 +1,38 @@
 //! Configuring a [`Keyward`]: the builder and its errors.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::Response;
 use ipnet::IpNet;
-use keyward_core::{Clock, KeyStore, ScopeCatalog, SystemClock, TokenFormat, TokenHasher};
+use keyward_core::{
+    Clock, KeyStore, ScopeCatalog, SystemClock, TokenFormat, TokenHasher, TypedScope,
+};
 use zeroize::Zeroizing;
 
 use crate::budget::{FailureBudget, LocalFailureBudget};
 use crate::cache::CacheConfig;
+use crate::cache::VerifyCache;
+use crate::callers::{Callers, DynCallers};
+use crate::circuit::Circuit;
 use crate::circuit::CircuitBreaker;
 use crate::handle::{Inner, Keyward};
 use crate::lookup::Bulkhead;
+use crate::lookup::Lookups;
 use crate::problem::Problem;
-use crate::rejection::AuthError;
-use crate::resolver::{DynResolver, OwnerResolver};
+use crate::rate::RateLimits;
+use crate::rejection::{AuthError, ErrorResponder};
 use crate::source::{CredentialSource, Sources};
 use crate::store::DynStore;
+use crate::usage::UsageRecorder;
 
 /// The default interval between usage flushes.
 pub const DEFAULT_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The default deadline of a store lookup on the request path.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Turns a refusal into the response the client sees; see
-/// [`KeywardBuilder::error_response`].
-pub(crate) type ErrorResponder = Arc<dyn Fn(&AuthError, Problem) -> Response + Send + Sync>;
 
 /// A configuration [`KeywardBuilder::build`] refuses.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,7 @@ pub enum ConfigError {
     MissingPrefix,
     /// A prefix does not match `[a-z][a-z0-9]{1,15}`.
     #[error(transparent)]
-    InvalidPrefix(#[from] keyward_core::token::PrefixError),
+    InvalidPrefix(#[from] keyward_core::PrefixError),
     /// The pepper is empty.
     #[error("the pepper must not be empty")]
     EmptyPepper,
@@ -55,6 +59,14 @@ pub enum ConfigError {
     /// The store timeout is zero.
     #[error("the store timeout must be above zero")]
     InvalidStoreTimeout,
+    /// A typed scope the routes use is not in the catalog: no key could ever pass its guard.
+    #[error("the typed scope {type_name} = {scope:?} is not in the scope catalog")]
+    UnknownScope {
+        /// The type's name.
+        type_name: &'static str,
+        /// Its scope string.
+        scope: &'static str,
+    },
 }
 
 /// Configures a [`Keyward`]; made by [`Keyward::builder`].
@@ -69,17 +81,19 @@ pub struct KeywardBuilder {
     hide_credentials: bool,
     cache: CacheConfig,
     trusted_proxies: Vec<IpNet>,
-    resolver: Option<Box<dyn DynResolver>>,
+    callers: Option<Box<dyn DynCallers>>,
     clock: Arc<dyn Clock>,
     usage_flush_interval: Duration,
     realm: Option<String>,
     error_response: Option<ErrorResponder>,
     rate_limits: bool,
-    store_timeout: Duration,
-    circuit_breaker: CircuitBreaker,
-    stale_if_error: Duration,
-    bulkhead: Bulkhead,
-    budget: Option<Arc<dyn FailureBudget>>,
+    pub(crate) store_timeout: Duration,
+    pub(crate) circuit_breaker: CircuitBreaker,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) bulkhead: Bulkhead,
+    pub(crate) budget: Option<Arc<dyn FailureBudget>>,
+    /// Typed scopes the routes use: (type name, scope).
+    used_scopes: Vec<(&'static str, &'static str)>,
 }
 
 impl fmt::Debug for KeywardBuilder {
@@ -92,7 +106,7 @@ impl fmt::Debug for KeywardBuilder {
             .field("hide_credentials", &self.hide_credentials)
             .field("cache", &self.cache)
             .field("trusted_proxies", &self.trusted_proxies)
-            .field("resolver", &self.resolver.is_some())
+            .field("callers", &self.callers.is_some())
             .field("clock", &self.clock)
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("realm", &self.realm)
@@ -102,12 +116,30 @@ impl fmt::Debug for KeywardBuilder {
             .field("stale_if_error", &self.stale_if_error)
             .field("bulkhead", &self.bulkhead)
             .field("failure_budget", &self.budget)
+            .field("used_scopes", &self.used_scopes)
             .finish_non_exhaustive()
     }
 }
 
+impl Keyward {
+    /// Starts configuring keyward on `store`; see [`KeywardBuilder`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn builder(store: impl KeyStore) -> KeywardBuilder {
+        KeywardBuilder::new(store)
+    }
+}
+
 impl KeywardBuilder {
-    pub(crate) fn new(store: impl KeyStore) -> Self {
+    fn new(store: impl KeyStore) -> Self {
         Self {
             store: Arc::new(store),
             prefix: None,
@@ -118,7 +150,7 @@ impl KeywardBuilder {
             hide_credentials: true,
             cache: CacheConfig::default(),
             trusted_proxies: Vec::new(),
-            resolver: None,
+            callers: None,
             clock: Arc::new(SystemClock),
             usage_flush_interval: DEFAULT_USAGE_FLUSH_INTERVAL,
             realm: None,
@@ -129,6 +161,7 @@ impl KeywardBuilder {
             stale_if_error: Duration::ZERO,
             bulkhead: Bulkhead::default(),
             budget: Some(Arc::new(LocalFailureBudget::default())),
+            used_scopes: Vec::new(),
         }
     }
 
@@ -305,26 +338,35 @@ impl KeywardBuilder {
         self
     }
 
-    /// The [`OwnerResolver`] that bounds personal keys by what their owner holds now.
-    /// Without one a personal key keeps its own scopes.
+    /// The application's people ([`Callers`]): the session behind a request without a key,
+    /// what a key's owner holds now (a personal key never does more than its owner), and the
+    /// list of users for the management page. Without it only keys are callers, and a
+    /// personal key keeps its own scopes.
     ///
     /// # Example
     ///
     /// ```
-    /// use keyward::{Keyward, MemoryStore, ScopeSet, resolver_fn};
+    /// use keyward::{CallerError, Callers, Keyward, MemoryStore, ScopeSet, User};
+    ///
+    /// struct Users;
+    ///
+    /// impl Callers for Users {
+    ///     async fn user(&self, id: &str) -> Result<Option<User>, CallerError> {
+    ///         // Look the user up in the application's database here.
+    ///         let scopes = ScopeSet::parse(["*"]).map_err(CallerError::new)?;
+    ///         Ok((id == "alice").then(|| User::new(id, "Alice", scopes)))
+    ///     }
+    /// }
     ///
     /// let keyward = Keyward::builder(MemoryStore::new())
     ///     .prefix("books")
-    ///     .resolver(resolver_fn(|owner: String| async move {
-    ///         // Look the user up in the application's database here.
-    ///         Ok((owner == "alice").then(|| ScopeSet::parse(["*"]).expect("valid")))
-    ///     }))
+    ///     .callers(Users)
     ///     .build()?;
     /// # let _ = keyward;
     /// # Ok::<(), keyward::ConfigError>(())
     /// ```
-    pub fn resolver(mut self, resolver: impl OwnerResolver) -> Self {
-        self.resolver = Some(Box::new(resolver));
+    pub fn callers(mut self, callers: impl Callers) -> Self {
+        self.callers = Some(Box::new(callers));
         self
     }
 
@@ -389,9 +431,11 @@ impl KeywardBuilder {
         self
     }
 
-    /// Customises refusals: the hook receives the reason and the default problem (status,
-    /// headers, body) and returns the response to send. Used by the layer, the extractors
-    /// and the scope guards.
+    /// Customises every problem response under the layer: the hook receives the refusal's
+    /// reason (`None` for a problem keyward did not refuse itself: the admin router's errors,
+    /// a [`Json`](crate::Json) rejection, a [`Problem`] a handler returned) and the default
+    /// problem (status, headers, body), and returns the response to send. So an application
+    /// has one error shape, whichever part answered.
     ///
     /// # Example
     ///
@@ -401,11 +445,12 @@ impl KeywardBuilder {
     ///
     /// let keyward = Keyward::builder(MemoryStore::new())
     ///     .prefix("books")
-    ///     .error_response(|error, problem| {
-    ///         problem
-    ///             .member("docs", "https://books.example/docs/api-keys")
-    ///             .detail(format!("{error}"))
-    ///             .into_response()
+    ///     .error_response(|reason, problem| {
+    ///         let problem = problem.member("docs", "https://books.example/docs/api-keys");
+    ///         match reason {
+    ///             Some(error) => problem.detail(error.to_string()).into_response(),
+    ///             None => problem.into_response(),
+    ///         }
     ///     })
     ///     .build()?;
     /// # let _ = keyward;
@@ -413,7 +458,7 @@ impl KeywardBuilder {
     /// ```
     pub fn error_response<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&AuthError, Problem) -> Response + Send + Sync + 'static,
+        F: Fn(Option<&AuthError>, Problem) -> Response + Send + Sync + 'static,
     {
         self.error_response = Some(Arc::new(hook));
         self
@@ -439,129 +484,30 @@ impl KeywardBuilder {
         self
     }
 
-    /// The deadline of every store lookup on the request path (the owner resolver included).
-    /// Past it the request is answered 503 with `Retry-After`, never left hanging. Default 1 s.
+    /// Declares that routes use the typed scope `T` (`RequireScope<T>`): [`build`](Self::build)
+    /// fails naming it when the catalog does not hold it, so a typo in a scope string is found
+    /// at start, not by a request that can never pass. Building the catalog from the same types
+    /// ([`ScopeCatalogBuilder::typed`](keyward_core::ScopeCatalogBuilder::typed)) avoids
+    /// writing the string twice in the first place.
     ///
     /// # Example
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use keyward::{Keyward, MemoryStore};
+    /// use keyward::{ConfigError, Keyward, MemoryStore, ScopeCatalog, scopes};
     ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .store_timeout(Duration::from_millis(500))
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
+    /// scopes! {
+    ///     /// Read system settings.
+    ///     pub SystemRead = "system:reed"; // a typo
+    /// }
+    ///
+    /// let catalog = ScopeCatalog::builder().scope("system:read", "Read system settings").build()?;
+    /// let builder = Keyward::builder(MemoryStore::new()).prefix("books").catalog(catalog);
+    /// let built = builder.uses_scope::<SystemRead>().build();
+    /// assert!(matches!(built, Err(ConfigError::UnknownScope { scope: "system:reed", .. })));
+    /// # Ok::<(), keyward::core::ScopeError>(())
     /// ```
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
-        self
-    }
-
-    /// When to stop asking a failing store; see [`CircuitBreaker`]. Default: open after 5
-    /// consecutive failures, probe again after 500 ms.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use keyward::{CircuitBreaker, Keyward, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .circuit_breaker(CircuitBreaker::default().failure_threshold(10))
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.circuit_breaker = breaker;
-        self
-    }
-
-    /// Keeps cache entries for `window` past their TTL and uses them while the store fails
-    /// (error, timeout, open circuit), so keys that were in use keep working through a longer
-    /// outage. Policy (revocation, expiry, allow-list) is still checked against the cached
-    /// record; a change made through keyward or announced by the change feed still drops the
-    /// entry at once. Off (zero) by default: staleness is then bounded by the TTL.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use keyward::{Keyward, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .stale_if_error(Duration::from_secs(600))
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.stale_if_error = window;
-        self
-    }
-
-    /// How many store lookups run at once; see [`Bulkhead`]. Default 32, waiting 250 ms.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use keyward::{Bulkhead, Keyward, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .bulkhead(Bulkhead::new(16))
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
-        self.bulkhead = bulkhead;
-        self
-    }
-
-    /// How many bad tokens a client may present before it is refused 429 without store
-    /// work; see [`FailureBudget`]. Default: [`LocalFailureBudget::default`], 30 per minute
-    /// per client address.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use keyward::{Keyward, LocalFailureBudget, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .failure_budget(LocalFailureBudget::new(60, Duration::from_secs(60)))
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn failure_budget(mut self, budget: impl FailureBudget) -> Self {
-        self.budget = Some(Arc::new(budget));
-        self
-    }
-
-    /// Turns the failure budget off: every bad token is looked up (bounded only by the
-    /// negative cache and the bulkhead). For tests, or behind a gateway that limits clients.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use keyward::{Keyward, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .without_failure_budget()
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn without_failure_budget(mut self) -> Self {
-        self.budget = None;
+    pub fn uses_scope<T: TypedScope>(mut self) -> Self {
+        self.used_scopes.push((std::any::type_name::<T>(), T::NAME));
         self
     }
 
@@ -612,27 +558,38 @@ impl KeywardBuilder {
                 .build()
                 .expect("the management scopes form a valid catalog"),
         };
-        let inner = Inner::new(crate::handle::Parts {
+        for &(type_name, scope) in &self.used_scopes {
+            let known = catalog.parse_scope(scope).is_ok();
+            if !known {
+                return Err(ConfigError::UnknownScope { type_name, scope });
+            }
+        }
+        let inner = Inner {
+            prerendered: Inner::prerender(&realm, self.error_response.is_some()),
+            cache: VerifyCache::new(&self.cache, self.stale_if_error),
+            rate_limits: self
+                .rate_limits
+                .then(|| RateLimits::new(Arc::clone(&self.clock))),
             store: self.store,
             catalog,
             format,
             hasher,
             clock: self.clock,
-            cache: self.cache,
-            resolver: self.resolver,
+            callers: self.callers,
             sources,
             hide_credentials: self.hide_credentials,
             trusted_proxies: self.trusted_proxies,
             realm,
             error_response: self.error_response,
-            rate_limits: self.rate_limits,
+            usage: UsageRecorder::new(),
             usage_flush_interval: self.usage_flush_interval,
             store_timeout: self.store_timeout,
-            circuit_breaker: self.circuit_breaker,
-            stale_if_error: self.stale_if_error,
-            bulkhead: self.bulkhead,
+            circuit: Circuit::new(self.circuit_breaker),
+            lookups: Lookups::new(self.bulkhead),
             budget: self.budget,
-        });
+            tasks_started: AtomicBool::new(false),
+            tasks: Mutex::default(),
+        };
         let keyward = Keyward::from_inner(inner);
         keyward.start_tasks();
         Ok(keyward)

@@ -16,8 +16,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::extract::{AuthRejection, principal_of};
-use crate::rejection::AuthError;
+use crate::extract::{insufficient, known_caller, required_caller};
+use crate::principal::Principal;
 
 /// A layer that lets a request through only if its [`Principal`](crate::Principal) holds every
 /// one of `scopes`: 403 `insufficient_scope` naming them otherwise, 401 without a principal
@@ -108,74 +108,107 @@ impl<S> fmt::Debug for RequireScopes<S> {
     }
 }
 
+impl Required {
+    /// `None` if `principal` holds every required scope, else the refusal.
+    fn refuse(&self, principal: &Principal, extensions: &http::Extensions) -> Option<Response> {
+        if self.scopes.iter().all(|s| principal.scopes().allows(s)) {
+            None
+        } else {
+            let scope = Cow::Owned(self.names.clone());
+            Some(insufficient(extensions, scope).into_response())
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = GuardFuture<S::Future>;
+    type Future = GuardFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let refusal = match principal_of(req.extensions()) {
-            Ok(principal)
-                if self
-                    .required
-                    .scopes
-                    .iter()
-                    .all(|s| principal.scopes().allows(s)) =>
-            {
-                None
-            }
-            Ok(_) => Some(AuthRejection::new(
-                req.extensions(),
-                AuthError::InsufficientScope {
-                    scope: Cow::Owned(self.required.names.clone()),
-                },
-            )),
-            Err(rejection) => Some(rejection),
-        };
-        match refusal {
-            None => GuardFuture {
-                state: GuardState::Inner {
+        let state = match known_caller(req.extensions()) {
+            Some(Ok(principal)) => match self.required.refuse(&principal, req.extensions()) {
+                None => GuardState::Inner {
                     future: self.inner.call(req),
                 },
-            },
-            Some(rejection) => GuardFuture {
-                state: GuardState::Refused {
-                    response: Some(rejection.into_response()),
+                Some(response) => GuardState::Refused {
+                    response: Some(response),
                 },
             },
-        }
+            Some(Err(rejection)) => GuardState::Refused {
+                response: Some(rejection.into_response()),
+            },
+            // A request without a key: ask the application's session first.
+            None => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                GuardState::Session {
+                    future: Box::pin(guard_session(inner, Arc::clone(&self.required), req)),
+                }
+            }
+        };
+        GuardFuture { state }
     }
 }
 
+async fn guard_session<S, ReqBody, ResBody>(
+    mut inner: S,
+    required: Arc<Required>,
+    req: Request<ReqBody>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let principal = match required_caller(&mut parts).await {
+        Ok(principal) => principal,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    if let Some(response) = required.refuse(&principal, &parts.extensions) {
+        return Ok(response);
+    }
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    Ok(response.map(Body::new))
+}
+
+type SessionFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
 pin_project! {
     /// The response future of [`RequireScopes`].
-    pub struct GuardFuture<F> {
+    pub struct GuardFuture<F, E> {
         #[pin]
-        state: GuardState<F>,
+        state: GuardState<F, E>,
     }
 }
 
 pin_project! {
     #[project = GuardProj]
-    enum GuardState<F> {
+    enum GuardState<F, E> {
         Inner { #[pin] future: F },
+        Session { future: SessionFuture<E> },
         Refused { response: Option<Response> },
     }
 }
 
-impl<F> fmt::Debug for GuardFuture<F> {
+impl<F, E> fmt::Debug for GuardFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             GuardState::Inner { .. } => "inner",
+            GuardState::Session { .. } => "session",
             GuardState::Refused { .. } => "refused",
         };
         f.debug_struct("GuardFuture")
@@ -184,7 +217,7 @@ impl<F> fmt::Debug for GuardFuture<F> {
     }
 }
 
-impl<F, B, E> Future for GuardFuture<F>
+impl<F, B, E> Future for GuardFuture<F, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: HttpBody<Data = Bytes> + Send + 'static,
@@ -198,6 +231,7 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(Body::new)))
             }
+            GuardProj::Session { future } => future.as_mut().poll(cx),
             GuardProj::Refused { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("GuardFuture polled after completion"))),

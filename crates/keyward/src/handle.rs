@@ -11,20 +11,18 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use keyward_core::{
-    Clock, KeyChange, KeyStore, ScopeCatalog, StoreError, TokenFormat, TokenHasher,
-};
+use keyward_core::{Clock, KeyChange, ScopeCatalog, StoreError, TokenFormat, TokenHasher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::budget::FailureBudget;
-use crate::cache::{CacheConfig, VerifyCache};
-use crate::circuit::{Circuit, CircuitBreaker};
-use crate::config::{ErrorResponder, KeywardBuilder};
-use crate::lookup::{Bulkhead, Lookups};
+use crate::cache::VerifyCache;
+use crate::callers::DynCallers;
+use crate::circuit::Circuit;
+use crate::lookup::Lookups;
+use crate::problem::{Problem, Unhooked};
 use crate::rate::RateLimits;
-use crate::rejection::{AuthError, InvalidToken};
-use crate::resolver::DynResolver;
+use crate::rejection::{AuthError, ErrorResponder, InvalidToken};
 use crate::source::Sources;
 use crate::store::DynStore;
 use crate::usage::UsageRecorder;
@@ -55,7 +53,7 @@ use crate::usage::UsageRecorder;
 /// println!("your new key, shown once: {}", issued.token.expose_secret());
 ///
 /// let principal = keyward.verify(issued.token.expose_secret(), None).await?;
-/// assert_eq!(principal.key_id(), issued.record.id);
+/// assert_eq!(principal.key_id(), Some(issued.record.id));
 /// keyward.shutdown().await;
 /// # Ok(())
 /// # }
@@ -71,7 +69,7 @@ impl fmt::Debug for Keyward {
             .field("format", &self.inner.format)
             .field("realm", &self.inner.realm)
             .field("cache", &self.inner.cache.is_some())
-            .field("resolver", &self.inner.resolver.is_some())
+            .field("callers", &self.inner.callers.is_some())
             .field("trusted_proxies", &self.inner.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -80,28 +78,6 @@ impl fmt::Debug for Keyward {
 /// How long a usage write may take before its counts go back for the next flush.
 const USAGE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) struct Parts {
-    pub(crate) store: Arc<dyn DynStore>,
-    pub(crate) catalog: ScopeCatalog,
-    pub(crate) format: TokenFormat,
-    pub(crate) hasher: TokenHasher,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) cache: CacheConfig,
-    pub(crate) resolver: Option<Box<dyn DynResolver>>,
-    pub(crate) sources: Sources,
-    pub(crate) hide_credentials: bool,
-    pub(crate) trusted_proxies: Vec<IpNet>,
-    pub(crate) realm: String,
-    pub(crate) error_response: Option<ErrorResponder>,
-    pub(crate) rate_limits: bool,
-    pub(crate) usage_flush_interval: Duration,
-    pub(crate) store_timeout: Duration,
-    pub(crate) circuit_breaker: CircuitBreaker,
-    pub(crate) stale_if_error: Duration,
-    pub(crate) bulkhead: Bulkhead,
-    pub(crate) budget: Option<Arc<dyn FailureBudget>>,
-}
-
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) catalog: ScopeCatalog,
@@ -109,28 +85,28 @@ pub(crate) struct Inner {
     pub(crate) hasher: TokenHasher,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache: Option<VerifyCache>,
-    pub(crate) resolver: Option<Box<dyn DynResolver>>,
+    pub(crate) callers: Option<Box<dyn DynCallers>>,
     pub(crate) sources: Sources,
     pub(crate) hide_credentials: bool,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) realm: String,
-    error_response: Option<ErrorResponder>,
+    pub(crate) error_response: Option<ErrorResponder>,
     /// The most frequent refusals (no credential, invalid token), rendered once, so a flood
     /// of garbage costs no serialisation.
-    prerendered: Vec<(AuthErrorKey, Prerendered)>,
+    pub(crate) prerendered: Vec<(AuthErrorKey, Prerendered)>,
     pub(crate) rate_limits: Option<RateLimits>,
     pub(crate) usage: UsageRecorder,
-    usage_flush_interval: Duration,
+    pub(crate) usage_flush_interval: Duration,
     pub(crate) store_timeout: Duration,
     pub(crate) circuit: Circuit,
     pub(crate) lookups: Lookups,
     pub(crate) budget: Option<Arc<dyn FailureBudget>>,
-    tasks_started: AtomicBool,
-    tasks: Mutex<Tasks>,
+    pub(crate) tasks_started: AtomicBool,
+    pub(crate) tasks: Mutex<Tasks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AuthErrorKey {
+pub(crate) enum AuthErrorKey {
     Missing,
     Invalid(InvalidToken),
     /// Rendered once; `Retry-After` is set per response.
@@ -158,7 +134,7 @@ impl AuthErrorKey {
     }
 }
 
-struct Prerendered {
+pub(crate) struct Prerendered {
     status: http::StatusCode,
     headers: http::HeaderMap,
     body: Bytes,
@@ -188,60 +164,33 @@ impl Prerendered {
 }
 
 #[derive(Default)]
-struct Tasks {
+pub(crate) struct Tasks {
     flush: Option<JoinHandle<()>>,
     feed: Option<JoinHandle<()>>,
     stop: Option<watch::Sender<bool>>,
 }
 
 impl Inner {
-    pub(crate) fn new(parts: Parts) -> Self {
-        let prerendered = if parts.error_response.is_some() {
-            Vec::new()
-        } else {
-            let keys = [
-                AuthErrorKey::Missing,
-                AuthErrorKey::Invalid(InvalidToken::Malformed),
-                AuthErrorKey::Invalid(InvalidToken::Unknown),
-                AuthErrorKey::TooManyFailures,
-            ];
-            keys.into_iter()
-                .map(|key| {
-                    let rendered = futures_util::FutureExt::now_or_never(Prerendered::render(
-                        &key.error(),
-                        &parts.realm,
-                    ))
-                    .expect("a full body is ready at once");
-                    (key, rendered)
-                })
-                .collect()
-        };
-        Self {
-            prerendered,
-            cache: VerifyCache::new(&parts.cache, parts.stale_if_error),
-            rate_limits: parts
-                .rate_limits
-                .then(|| RateLimits::new(Arc::clone(&parts.clock))),
-            store: parts.store,
-            catalog: parts.catalog,
-            format: parts.format,
-            hasher: parts.hasher,
-            clock: parts.clock,
-            resolver: parts.resolver,
-            sources: parts.sources,
-            hide_credentials: parts.hide_credentials,
-            trusted_proxies: parts.trusted_proxies,
-            realm: parts.realm,
-            error_response: parts.error_response,
-            usage: UsageRecorder::new(),
-            usage_flush_interval: parts.usage_flush_interval,
-            store_timeout: parts.store_timeout,
-            circuit: Circuit::new(parts.circuit_breaker),
-            lookups: Lookups::new(parts.bulkhead),
-            budget: parts.budget,
-            tasks_started: AtomicBool::new(false),
-            tasks: Mutex::new(Tasks::default()),
+    /// The most frequent refusals, rendered once for `realm`; none when the application has
+    /// its own hook.
+    pub(crate) fn prerender(realm: &str, hook: bool) -> Vec<(AuthErrorKey, Prerendered)> {
+        if hook {
+            return Vec::new();
         }
+        let keys = [
+            AuthErrorKey::Missing,
+            AuthErrorKey::Invalid(InvalidToken::Malformed),
+            AuthErrorKey::Invalid(InvalidToken::Unknown),
+            AuthErrorKey::TooManyFailures,
+        ];
+        keys.into_iter()
+            .map(|key| {
+                let rendered =
+                    futures_util::FutureExt::now_or_never(Prerendered::render(&key.error(), realm))
+                        .expect("a full body is ready at once");
+                (key, rendered)
+            })
+            .collect()
     }
 
     /// The response for a refusal: the default problem, through the application's hook.
@@ -260,7 +209,7 @@ impl Inner {
         }
         let problem = error.to_problem(&self.realm);
         match &self.error_response {
-            Some(hook) => hook(error, problem),
+            Some(hook) => hooked(hook, Some(error), problem),
             None => problem.into_response(),
         }
     }
@@ -305,6 +254,17 @@ impl Inner {
     }
 }
 
+/// The application's hook applied to `problem`; its answer is final.
+pub(crate) fn hooked(
+    hook: &ErrorResponder,
+    reason: Option<&AuthError>,
+    problem: Problem,
+) -> Response {
+    let mut response = hook(reason, problem);
+    response.extensions_mut().remove::<Unhooked>();
+    response
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -318,21 +278,6 @@ impl Drop for Inner {
 }
 
 impl Keyward {
-    /// Starts configuring keyward on `store`; see [`KeywardBuilder`].
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use keyward::{Keyward, MemoryStore};
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn builder(store: impl KeyStore) -> KeywardBuilder {
-        KeywardBuilder::new(store)
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -364,14 +309,14 @@ impl Keyward {
     }
 
     /// The response keyward sends for `error`, after the application's
-    /// [hook](KeywardBuilder::error_response).
+    /// [hook](crate::KeywardBuilder::error_response).
     #[must_use]
     pub fn error_response(&self, error: &AuthError) -> Response {
         self.inner.respond(error)
     }
 
     /// Verifies a token presented outside HTTP headers (a WebSocket message, a job
-    /// argument) exactly as the layer does, including the cache, the resolver, the rate
+    /// argument) exactly as the layer does, including the cache, the owner lookup, the rate
     /// limit and usage counting. `client_ip` is checked against the key's allow-list.
     ///
     /// # Errors
@@ -390,7 +335,7 @@ impl Keyward {
     }
 
     /// Writes the usage counted since the last flush: one update per key. The background
-    /// task calls this every [flush interval](KeywardBuilder::usage_flush_interval);
+    /// task calls this every [flush interval](crate::KeywardBuilder::usage_flush_interval);
     /// [`shutdown`](Self::shutdown) calls it a last time. On failure the counts are kept for
     /// the next attempt.
     ///
@@ -495,6 +440,10 @@ async fn feed_loop(inner: Weak<Inner>, mut changes: keyward_core::ChangeStream) 
             KeyChange::Changed(id) => {
                 tracing::trace!(key_id = %id, "keyward change feed: key changed");
                 cache.invalidate_key(id);
+            }
+            KeyChange::Owner(owner) => {
+                tracing::trace!(owner = %owner, "keyward change feed: owner changed");
+                cache.invalidate_owner(&owner);
             }
             _ => {
                 tracing::debug!("keyward change feed: resync, dropping the cache");

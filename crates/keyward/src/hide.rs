@@ -1,6 +1,5 @@
 //! Hiding the credential from layers that run before keyward's, such as a trace layer.
 
-use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -8,10 +7,10 @@ use http::header::{AUTHORIZATION, Entry, HeaderName};
 use http::{HeaderMap, Request};
 use tower_layer::Layer;
 use tower_service::Service;
-use zeroize::Zeroizing;
 
 use crate::handle::Keyward;
-use crate::source::{self, Sources};
+use crate::query;
+use crate::source::Sources;
 
 impl Keyward {
     /// A layer that hides the credential from everything inside it, for use outermost, outside
@@ -110,7 +109,7 @@ where
             mark_sensitive(headers, name);
         }
         if let Some(name) = self.sources.query_name() {
-            if let Some(taken) = source::hide_query(&mut req, name) {
+            if let Some(taken) = query::hide_query(&mut req, name) {
                 req.extensions_mut().insert(taken);
             }
         }
@@ -123,28 +122,5 @@ fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
         for value in entry.iter_mut() {
             value.set_sensitive(true);
         }
-    }
-}
-
-/// The raw (still percent-encoded) values of the query parameter source, taken out of the URI
-/// by [`HideCredentials`] and read by keyward's layer as the query source. Wiped on drop.
-#[derive(Clone, Default)]
-pub(crate) struct TakenQuery(Zeroizing<Vec<String>>);
-
-impl TakenQuery {
-    pub(crate) fn values(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
-    }
-}
-
-impl Extend<String> for TakenQuery {
-    fn extend<I: IntoIterator<Item = String>>(&mut self, values: I) {
-        self.0.extend(values);
-    }
-}
-
-impl fmt::Debug for TakenQuery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TakenQuery([redacted])")
     }
 }

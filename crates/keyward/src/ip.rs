@@ -6,7 +6,8 @@ use axum::extract::ConnectInfo;
 use http::{Extensions, HeaderMap};
 use ipnet::IpNet;
 
-/// The client address keyward used for a request, in the request extensions for handlers.
+/// The client address keyward used for a request; handlers take it as an extractor
+/// (`Option<ClientIp>`).
 ///
 /// It is the socket peer from axum's [`ConnectInfo<SocketAddr>`](ConnectInfo) (serve the app
 /// with `into_make_service_with_connect_info::<SocketAddr>()`), or, when that peer is one of
@@ -18,11 +19,10 @@ use ipnet::IpNet;
 /// # Example
 ///
 /// ```
-/// use axum::Extension;
 /// use keyward::ClientIp;
 ///
-/// async fn handler(ip: Option<Extension<ClientIp>>) -> String {
-///     ip.map_or_else(|| "unknown".to_owned(), |Extension(ClientIp(ip))| ip.to_string())
+/// async fn handler(ip: Option<ClientIp>) -> String {
+///     ip.map_or_else(|| "unknown".to_owned(), |ClientIp(ip)| ip.to_string())
 /// }
 /// # let _ = handler;
 /// ```
@@ -81,6 +81,33 @@ pub(crate) fn client_ip(
         }
     }
     Some(client)
+}
+
+/// Whether a request comes from another site, so that a session cookie must not authorize a
+/// change: browsers send `Sec-Fetch-Site`, and `Origin` on every cross-origin request.
+pub(crate) fn is_cross_site(parts: &http::request::Parts) -> bool {
+    if let Some(site) = parts.headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return true;
+        }
+    }
+    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+        return false;
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str));
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.parse::<http::Uri>().ok())
+        .and_then(|u| u.authority().map(|a| a.as_str().to_owned()));
+    match (host, origin_host) {
+        (Some(host), Some(origin_host)) => !host.eq_ignore_ascii_case(&origin_host),
+        _ => true,
+    }
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {

@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use axum::BoxError;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::Request;
 use http::header::{HeaderName, HeaderValue};
 use pin_project_lite::pin_project;
@@ -16,18 +18,19 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
-use crate::extract::LayerContext;
+use crate::extract::{self, Verdict, required_caller};
 use crate::handle::Keyward;
-use crate::ip::{ClientIp, client_ip};
-use crate::principal::Principal;
+use crate::handle::hooked;
+use crate::ip::client_ip;
+use crate::problem::Unhooked;
 use crate::rate::RateState;
-use crate::rejection::AuthError;
-use crate::source::Found;
+use crate::rejection::{AuthError, ErrorResponder};
+use crate::source::Conflict;
 use crate::verify::{Admitted, Step};
 
 impl Keyward {
     /// The layer that verifies requests: add it to a `Router` (`.layer(keyward.layer())`),
-    /// outside the routes whose handlers take a [`Principal`] or are guarded by scopes.
+    /// outside the routes whose handlers take a [`Principal`](crate::Principal) or are guarded by scopes.
     ///
     /// # Example
     ///
@@ -45,7 +48,7 @@ impl Keyward {
     pub fn layer(&self) -> KeywardLayer {
         KeywardLayer {
             keyward: self.clone(),
-            optional: false,
+            mode: Mode::Required,
         }
     }
 }
@@ -53,16 +56,27 @@ impl Keyward {
 /// Verifies API keys in front of a service; made by [`Keyward::layer`].
 ///
 /// In the default (required) mode a request without a credential is answered 401. In
-/// [optional](Self::optional) mode it passes through without a [`Principal`].
+/// [optional](Self::optional) mode it passes through without a [`Principal`](crate::Principal).
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct KeywardLayer {
     keyward: Keyward,
-    optional: bool,
+    mode: Mode,
+}
+
+/// What the layer does with a request it cannot verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No credential: 401 (unless the application's session signs the caller in).
+    Required,
+    /// No credential: on without a caller; a refused credential: answered.
+    Optional,
+    /// No credential or a refused one: on without a caller; guards answer.
+    Deferring,
 }
 
 impl KeywardLayer {
-    /// Lets requests without any credential through, without a [`Principal`], so that other
+    /// Lets requests without any credential through, without a [`Principal`](crate::Principal), so that other
     /// authentication (a session cookie) on the same routes keeps working. A credential that
     /// is present and invalid is still refused.
     ///
@@ -82,7 +96,34 @@ impl KeywardLayer {
     /// # Ok::<(), keyward::ConfigError>(())
     /// ```
     pub fn optional(mut self) -> Self {
-        self.optional = true;
+        if self.mode == Mode::Required {
+            self.mode = Mode::Optional;
+        }
+        self
+    }
+
+    /// Optional mode, and a credential that is refused (unknown, expired, revoked, a store
+    /// that is down, ...) does not stop the request either: it goes on without a caller, and
+    /// the first guard or extractor that needs the caller answers with the refusal (401
+    /// `invalid_token`, 503, ...). Routes without a guard (a login form, a health check) stay
+    /// reachable for a client that always sends its key, even a stale one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{Router, routing::{get, post}};
+    /// use keyward::{Keyward, MemoryStore, Principal};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/login", post(|| async { "signed in" }))      // reachable with any key
+    ///     .route("/me", get(|p: Principal| async move { p.name().to_owned() })) // 401 with a stale key
+    ///     .layer(keyward.layer().defer_refusals());
+    /// # let _ = app;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn defer_refusals(mut self) -> Self {
+        self.mode = Mode::Deferring;
         self
     }
 }
@@ -94,7 +135,7 @@ impl<S> Layer<S> for KeywardLayer {
         KeywardService {
             inner,
             keyward: self.keyward.clone(),
-            optional: self.optional,
+            mode: self.mode,
         }
     }
 }
@@ -104,14 +145,14 @@ impl<S> Layer<S> for KeywardLayer {
 pub struct KeywardService<S> {
     inner: S,
     keyward: Keyward,
-    optional: bool,
+    mode: Mode,
 }
 
 impl<S> fmt::Debug for KeywardService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeywardService")
             .field("keyward", &self.keyward)
-            .field("optional", &self.optional)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -137,96 +178,172 @@ where
         self.keyward.start_tasks();
         let inner = &*self.keyward.inner;
         let ip = client_ip(req.extensions(), req.headers(), &inner.trusted_proxies);
-        let (token, found) = match inner.sources.find(&req) {
-            Ok(Some(credential)) => credential,
-            Ok(None) if self.optional => {
-                prepare(&self.keyward, &mut req, None, ip, None);
-                return ResponseFuture::inner(self.inner.call(req), None);
-            }
-            Ok(None) => return self.reject(&AuthError::MissingCredential),
-            Err(_) => return self.reject(&AuthError::ConflictingCredentials),
+        let token = match inner.sources.take(&mut req, inner.hide_credentials) {
+            Ok(Some(token)) => token,
+            Ok(None) => return self.anonymous(req, ip),
+            Err(Conflict) => return self.refuse(req, ip, AuthError::ConflictingCredentials),
         };
         let span = tracing::debug_span!("keyward.verify", key_id = Empty, outcome = Empty);
-        let step = span.in_scope(|| inner.start(&token, ip));
+        let step = span.in_scope(|| inner.start(token.as_str(), ip));
         drop(token);
         match step {
             Step::Done(Ok(admitted)) => {
                 record(&span, Ok(&admitted));
                 let rate = admitted.rate;
-                prepare(
-                    &self.keyward,
-                    &mut req,
-                    Some(admitted.principal),
-                    ip,
-                    Some(found),
-                );
-                ResponseFuture::inner(self.inner.call(req), rate)
+                let req = self.with(req, ip, Verdict::Caller(admitted.principal));
+                ResponseFuture::inner(self.inner.call(req), rate, self.hook())
             }
             Step::Done(Err(err)) => {
                 record(&span, Err(&err));
-                self.reject(&err)
+                self.refuse(req, ip, err)
             }
             Step::Miss(miss) => {
-                // The ready service goes into the future; this one keeps a fresh clone.
-                let clone = self.inner.clone();
-                let mut ready_inner = std::mem::replace(&mut self.inner, clone);
-                let keyward = self.keyward.clone();
-                ResponseFuture::miss(Box::pin(async move {
-                    let result = keyward.inner.finish(miss).instrument(span.clone()).await;
+                let this = self.take_ready();
+                ResponseFuture::boxed(async move {
+                    let result = this
+                        .keyward
+                        .inner
+                        .finish(miss)
+                        .instrument(span.clone())
+                        .await;
                     record(&span, result.as_ref());
-                    match result {
-                        Ok(admitted) => {
-                            let rate = admitted.rate;
-                            prepare(
-                                &keyward,
-                                &mut req,
-                                Some(admitted.principal),
-                                ip,
-                                Some(found),
-                            );
-                            let response = ready_inner.call(req).await?;
-                            Ok(finish_response(response, rate))
-                        }
-                        Err(err) => Ok(keyward.inner.respond(&err)),
-                    }
-                }))
+                    this.answer(req, ip, result).await
+                })
             }
         }
     }
 }
 
 impl<S> KeywardService<S> {
-    fn reject<F, E>(&self, error: &AuthError) -> ResponseFuture<F, E> {
-        ResponseFuture::reject(self.keyward.inner.respond(error))
+    /// This service, with the inner service that was made ready; `self` keeps a fresh clone.
+    fn take_ready(&mut self) -> Self
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        Self {
+            inner: std::mem::replace(&mut self.inner, clone),
+            keyward: self.keyward.clone(),
+            mode: self.mode,
+        }
+    }
+
+    /// The application's error hook, if it has one.
+    fn hook(&self) -> Option<ErrorResponder> {
+        self.keyward.inner.error_response.clone()
+    }
+
+    /// `req` with what extractors and guards need in its extensions.
+    fn with<B>(&self, mut req: Request<B>, ip: Option<IpAddr>, verdict: Verdict) -> Request<B> {
+        req.extensions_mut().insert(extract::Context {
+            keyward: self.keyward.clone(),
+            ip,
+            verdict,
+        });
+        req
     }
 }
 
-/// Puts what handlers need into the extensions and hides the credential.
-fn prepare<B>(
-    keyward: &Keyward,
-    req: &mut Request<B>,
-    principal: Option<Principal>,
-    ip: Option<std::net::IpAddr>,
-    found: Option<Found>,
-) {
-    let inner = &keyward.inner;
-    if let (Some(found), true) = (found, inner.hide_credentials) {
-        inner.sources.hide(found, req);
+/// What the inner service of a [`KeywardService`] must be.
+trait InnerService<ReqBody>:
+    Service<
+        Request<ReqBody>,
+        Response = Response<Self::Body>,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    type Body: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, ReqBody, ResBody> InnerService<ReqBody> for S
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Body = ResBody;
+}
+
+impl<S> KeywardService<S> {
+    /// A request without a credential: on to the inner service in optional mode (the session
+    /// is asked later, if a guard needs the caller); in required mode, only with a session.
+    fn anonymous<ReqBody: Send + 'static>(
+        &mut self,
+        req: Request<ReqBody>,
+        ip: Option<IpAddr>,
+    ) -> ResponseFuture<S::Future, S::Error>
+    where
+        S: InnerService<ReqBody>,
+    {
+        if self.mode != Mode::Required {
+            let req = self.with(req, ip, Verdict::Anonymous);
+            return ResponseFuture::inner(self.inner.call(req), None, self.hook());
+        }
+        if self.keyward.inner.callers.is_none() {
+            let response = self.keyward.inner.respond(&AuthError::MissingCredential);
+            return ResponseFuture::reject(response);
+        }
+        let mut this = self.take_ready();
+        ResponseFuture::boxed(async move {
+            let (mut parts, body) = this.with(req, ip, Verdict::Anonymous).into_parts();
+            if let Err(rejection) = required_caller(&mut parts).await {
+                return Ok(rejection.into_response());
+            }
+            let response = this.inner.call(Request::from_parts(parts, body)).await?;
+            Ok(finish_response(response, None, this.hook().as_ref()))
+        })
     }
-    let extensions = req.extensions_mut();
-    extensions.insert(LayerContext(keyward.clone()));
-    if let Some(ip) = ip {
-        extensions.insert(ClientIp(ip));
+
+    /// A refused credential: answered at once, or passed on when refusals are deferred.
+    fn refuse<ReqBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        ip: Option<IpAddr>,
+        error: AuthError,
+    ) -> ResponseFuture<S::Future, S::Error>
+    where
+        S: InnerService<ReqBody>,
+    {
+        if self.mode == Mode::Deferring {
+            let req = self.with(req, ip, Verdict::Refused(Arc::new(error)));
+            ResponseFuture::inner(self.inner.call(req), None, self.hook())
+        } else {
+            ResponseFuture::reject(self.keyward.inner.respond(&error))
+        }
     }
-    if let Some(principal) = principal {
-        extensions.insert(principal);
+
+    /// The end of a verification that had to read the store.
+    async fn answer<ReqBody>(
+        mut self,
+        req: Request<ReqBody>,
+        ip: Option<IpAddr>,
+        result: Result<Admitted, AuthError>,
+    ) -> Result<Response, S::Error>
+    where
+        S: InnerService<ReqBody>,
+    {
+        let (verdict, rate) = match result {
+            Ok(admitted) => (Verdict::Caller(admitted.principal), admitted.rate),
+            Err(err) if self.mode == Mode::Deferring => (Verdict::Refused(Arc::new(err)), None),
+            Err(err) => return Ok(self.keyward.inner.respond(&err)),
+        };
+        let req = self.with(req, ip, verdict);
+        let response = self.inner.call(req).await?;
+        Ok(finish_response(response, rate, self.hook().as_ref()))
     }
 }
 
 fn record(span: &tracing::Span, result: Result<&Admitted, &AuthError>) {
     match result {
         Ok(admitted) => {
-            span.record("key_id", display(admitted.principal.key_id()));
+            if let Some(key_id) = admitted.principal.key_id() {
+                span.record("key_id", display(key_id));
+            }
             span.record("outcome", "ok");
             tracing::trace!(parent: span, "api key accepted");
         }
@@ -237,12 +354,23 @@ fn record(span: &tracing::Span, result: Result<&Admitted, &AuthError>) {
     }
 }
 
-fn finish_response<B>(response: Response<B>, rate: Option<RateState>) -> Response
+/// The inner service's response, through the application's hook when it is a problem the hook
+/// has not seen, with the key's rate limit headers.
+fn finish_response<B>(
+    response: Response<B>,
+    rate: Option<RateState>,
+    hook: Option<&ErrorResponder>,
+) -> Response
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let mut response = response.map(Body::new);
+    if let Some(hook) = hook {
+        if let Some(Unhooked(problem)) = response.extensions_mut().remove::<Unhooked>() {
+            response = hooked(hook, None, problem);
+        }
+    }
     if let Some(rate) = rate {
         let headers = response.headers_mut();
         headers.insert(
@@ -274,22 +402,24 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, E> {
-        Inner { #[pin] future: F, rate: Option<RateState> },
+        Inner { #[pin] future: F, rate: Option<RateState>, hook: Option<ErrorResponder> },
         Miss { future: MissFuture<E> },
         Reject { response: Option<Response> },
     }
 }
 
 impl<F, E> ResponseFuture<F, E> {
-    fn inner(future: F, rate: Option<RateState>) -> Self {
+    fn inner(future: F, rate: Option<RateState>, hook: Option<ErrorResponder>) -> Self {
         Self {
-            kind: Kind::Inner { future, rate },
+            kind: Kind::Inner { future, rate, hook },
         }
     }
 
-    fn miss(future: MissFuture<E>) -> Self {
+    fn boxed(future: impl Future<Output = Result<Response, E>> + Send + 'static) -> Self {
         Self {
-            kind: Kind::Miss { future },
+            kind: Kind::Miss {
+                future: Box::pin(future),
+            },
         }
     }
 
@@ -325,9 +455,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, rate } => {
+            KindProj::Inner { future, rate, hook } => {
                 let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(finish_response(response, *rate)))
+                Poll::Ready(Ok(finish_response(response, *rate, hook.as_ref())))
             }
             KindProj::Miss { future } => future.as_mut().poll(cx),
             KindProj::Reject { response } => Poll::Ready(Ok(response

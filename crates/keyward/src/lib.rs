@@ -73,11 +73,11 @@
 //! different ones are 400), checks its shape and check digits (garbage is refused before any
 //! cache or store access), hashes it, looks the digest up in the cache and, on a miss, in the
 //! store, evaluates the key's policy (revoked, disabled, expired, IP allow-list) on every
-//! request, bounds a personal key by its owner's grants through the [`OwnerResolver`], applies
+//! request, bounds a personal key by its owner's grants through the application's [`Callers`], applies
 //! the key's rate limit, counts the use in memory, and hands the request to the inner service
 //! with the [`Principal`] and [`ClientIp`] in its extensions and the credential removed.
 //! Refusals follow RFC 6750 (`WWW-Authenticate`) and RFC 9457 ([`Problem`]); a failing store
-//! or resolver is 503, never 401 or 403.
+//! or user lookup is 503, never 401 or 403.
 //!
 //! A miss is bounded: concurrent misses on one token share one lookup, at most a few lookups
 //! run at once ([`Bulkhead`]), each within a deadline
@@ -89,6 +89,7 @@
 
 mod budget;
 mod cache;
+mod callers;
 mod circuit;
 mod config;
 mod extract;
@@ -96,14 +97,16 @@ mod guard;
 mod handle;
 mod hide;
 mod ip;
+mod json;
 mod layer;
 mod lookup;
 mod manage;
+mod outage;
 mod principal;
 mod problem;
+mod query;
 mod rate;
 mod rejection;
-mod resolver;
 mod source;
 mod store;
 mod usage;
@@ -111,6 +114,7 @@ mod verify;
 
 pub use budget::{FailureBudget, LocalFailureBudget};
 pub use cache::CacheConfig;
+pub use callers::{CallerError, Callers, User};
 pub use circuit::CircuitBreaker;
 pub use config::{
     ConfigError, DEFAULT_STORE_TIMEOUT, DEFAULT_USAGE_FLUSH_INTERVAL, KeywardBuilder,
@@ -120,13 +124,13 @@ pub use guard::{GuardFuture, RequireScopes, RequireScopesLayer, require_scopes};
 pub use handle::Keyward;
 pub use hide::{HideCredentials, HideCredentialsLayer};
 pub use ip::ClientIp;
+pub use json::{Json, JsonRejection};
 pub use layer::{KeywardLayer, KeywardService, ResponseFuture};
 pub use lookup::Bulkhead;
 pub use manage::{ManageError, ManageErrorKind};
-pub use principal::Principal;
+pub use principal::{Caller, Principal};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use rejection::{AuthError, InvalidToken};
-pub use resolver::{OwnerResolver, ResolverError, ResolverFn, resolver_fn};
 pub use source::CredentialSource;
 
 /// The core crate: token format, scopes, key records, policy and the store trait.

@@ -10,8 +10,8 @@ use keyward_core::{StoreError, StoreErrorKind, TokenDigest};
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use crate::cache::Entry;
+use crate::callers::CallerError;
 use crate::rejection::{AuthError, InvalidToken};
-use crate::resolver::ResolverError;
 
 /// How many store lookups one instance runs at once, and how long a cache miss waits for a
 /// free slot before it is answered 503.
@@ -74,8 +74,8 @@ pub(crate) enum Failure {
     Unknown,
     /// The store failed, timed out, or is not being asked (circuit open, bulkhead full).
     Store(Arc<StoreError>),
-    /// The owner resolver failed.
-    Resolver(Arc<ResolverError>),
+    /// The owner lookup failed.
+    Callers(Arc<CallerError>),
 }
 
 impl Failure {
@@ -97,7 +97,7 @@ impl Failure {
             Self::Store(err) => {
                 AuthError::StoreUnavailable(StoreError::new(err.kind(), err.message()))
             }
-            Self::Resolver(err) => AuthError::ResolverFailed(ResolverError::msg(err.to_string())),
+            Self::Callers(err) => AuthError::CallersFailed(CallerError::msg(err.to_string())),
         }
     }
 }

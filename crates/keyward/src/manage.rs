@@ -8,10 +8,10 @@ use keyward_core::{
     SecretRotation, StoreError, StoreErrorKind, ValidationError,
 };
 
+use crate::callers::CallerError;
 use crate::handle::Keyward;
 use crate::problem::Problem;
-use crate::rejection::{AuthError, UNAVAILABLE_RETRY_AFTER_SECS};
-use crate::resolver::ResolverError;
+use crate::rejection::UNAVAILABLE_RETRY_AFTER_SECS;
 
 /// The class of a [`ManageError`], for mapping to a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,7 +23,7 @@ pub enum ManageErrorKind {
     NotFound,
     /// The key's state does not allow it: 409.
     Conflict,
-    /// The store or the resolver failed: 503.
+    /// The store or the user lookup failed: 503.
     Unavailable,
 }
 
@@ -47,9 +47,9 @@ pub enum ManageError {
     /// The store failed (503).
     #[error("the key store is unavailable")]
     Unavailable(#[source] StoreError),
-    /// The owner resolver failed (503).
-    #[error("the owner resolver failed")]
-    Resolver(#[source] ResolverError),
+    /// The application's user lookup ([`Callers`](crate::Callers)) failed (503).
+    #[error("the user lookup failed")]
+    Callers(#[source] CallerError),
 }
 
 impl ManageError {
@@ -60,7 +60,7 @@ impl ManageError {
             Self::Validation(_) | Self::InvalidInput(_) => ManageErrorKind::Validation,
             Self::NotFound(_) => ManageErrorKind::NotFound,
             Self::Conflict(_) => ManageErrorKind::Conflict,
-            Self::Unavailable(_) | Self::Resolver(_) => ManageErrorKind::Unavailable,
+            Self::Unavailable(_) | Self::Callers(_) => ManageErrorKind::Unavailable,
         }
     }
 
@@ -89,22 +89,13 @@ impl ManageError {
     /// (with `Retry-After`).
     pub fn to_problem(&self) -> Problem {
         match self {
-            Self::Validation(err) => {
-                let errors: Vec<serde_json::Value> = err
-                    .errors()
-                    .iter()
-                    .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
-                    .collect();
-                Problem::new(self.status(), "validation_failed")
-                    .detail(err.to_string())
-                    .member("errors", errors)
-            }
+            Self::Validation(err) => Problem::from(err),
             Self::InvalidInput(err) => {
                 Problem::new(self.status(), "validation_failed").detail(err.message())
             }
             Self::NotFound(_) => Problem::new(self.status(), "not_found").detail("no such key"),
             Self::Conflict(err) => Problem::new(self.status(), "conflict").detail(err.message()),
-            Self::Unavailable(_) | Self::Resolver(_) => {
+            Self::Unavailable(_) | Self::Callers(_) => {
                 Problem::new(self.status(), "temporarily_unavailable")
                     .detail("API keys cannot be managed right now; try again shortly")
                     .header(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS))
@@ -140,14 +131,48 @@ impl Keyward {
 
     /// Drops the cached entry of key `id` on this instance, so its record and its owner's
     /// grants are read again on its next use. Management calls do this themselves; call it
-    /// when something the [`OwnerResolver`](crate::OwnerResolver) reads changed for one key's
+    /// when something the [`Callers`](crate::Callers) read changed for one key's
     /// owner.
     pub fn invalidate_key(&self, id: KeyId) {
         self.invalidate(id);
     }
 
-    /// Drops every cached key on this instance, e.g. after a user's role changed, so that the
-    /// owner resolver is asked again on each key's next use.
+    /// Says that what user `owner` holds changed (a new role, a deleted account): their keys
+    /// are bounded by the new grants from the next request on, on this instance at once and
+    /// on the others through the store's change feed (PostgreSQL), or within the cache TTL
+    /// on a store without one. A session of the user needs nothing: sessions are looked up on
+    /// every request.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Unavailable`] when the store cannot announce the change; this
+    /// instance has dropped the keys all the same.
+    pub async fn invalidate_owner(&self, owner: &str) -> Result<(), ManageError> {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_owner(owner);
+        }
+        self.inner
+            .store
+            .owner_changed(owner)
+            .await
+            .map_err(|e| ManageError::from_store(e, None))
+    }
+
+    /// The application's users with their display names, from its
+    /// [`Callers`](crate::Callers); `None` when it does not list them (or has no `Callers`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Callers`] when the lookup fails.
+    pub async fn users(&self) -> Result<Option<Vec<crate::User>>, ManageError> {
+        match &self.inner.callers {
+            Some(callers) => callers.users().await.map_err(ManageError::Callers),
+            None => Ok(None),
+        }
+    }
+
+    /// Drops every cached key on this instance, so that each key's record and owner are read
+    /// again on its next use.
     pub fn invalidate_all(&self) {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate_all();
@@ -158,12 +183,24 @@ impl Keyward {
     /// token is in the result and nowhere else: show it once.
     ///
     /// Whether the caller may create this key (its own scopes, admin-only service keys) is
-    /// the caller's decision; the admin router makes it.
+    /// the caller's decision; the admin router makes it, on the record [`issue`](Self::issue)
+    /// returns, before [`insert`](Self::insert).
     ///
     /// # Errors
     ///
     /// [`ManageError::Validation`] naming the fields, or the store's error.
     pub async fn create(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
+        let issued = self.issue(new)?;
+        self.insert(issued).await
+    }
+
+    /// Validates `new` against the catalog and generates its record and token, without
+    /// storing anything: the record is exactly what [`insert`](Self::insert) would store.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Validation`] naming the fields.
+    pub fn issue(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
         let inner = &self.inner;
         let issued = new.issue(
             &inner.catalog,
@@ -171,6 +208,16 @@ impl Keyward {
             &inner.hasher,
             inner.clock.now(),
         )?;
+        Ok(issued)
+    }
+
+    /// Stores a key made by [`issue`](Self::issue).
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn insert(&self, issued: IssuedKey) -> Result<IssuedKey, ManageError> {
+        let inner = &self.inner;
         inner
             .store
             .insert(issued.record.clone())
@@ -296,18 +343,17 @@ impl Keyward {
     }
 
     /// The scopes the key may use now: its scopes with their implications, bounded by the
-    /// owner's current grants for a personal key when a resolver is configured. Empty when
-    /// the resolver says the owner is gone.
+    /// owner's current grants for a personal key when [`Callers`](crate::Callers) are
+    /// configured. Empty when the owner is gone.
     ///
     /// # Errors
     ///
-    /// [`ManageError::Resolver`] when the resolver fails.
+    /// [`ManageError::Callers`] when the user lookup fails.
     pub async fn effective_scopes(&self, record: &KeyRecord) -> Result<ScopeSet, ManageError> {
         match self.inner.resolve(record).await {
             Ok(Some(principal)) => Ok(principal.scopes().clone()),
             Ok(None) => Ok(ScopeSet::new()),
-            Err(AuthError::ResolverFailed(err)) => Err(ManageError::Resolver(err)),
-            Err(other) => Err(ManageError::Resolver(ResolverError::msg(other.to_string()))),
+            Err(err) => Err(ManageError::Callers(err)),
         }
     }
 }

@@ -44,6 +44,19 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The 422 `validation_failed` problem for one invalid `field` (a body member, a query
+    /// parameter): `field` names it and `errors` lists it with `message`, the shape of every
+    /// validation error keyward and its admin router answer with.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .detail(format!("{field}: {message}"))
+            .member("field", field)
+            .member(
+                "errors",
+                serde_json::json!([{ "field": field, "message": message }]),
+            )
+    }
+
     /// A problem with `status` and the `error` code; its type is `about:blank` and its title
     /// the status's reason phrase, as RFC 9457 asks for problems without a type of their own.
     pub fn new(status: StatusCode, error: impl Into<Cow<'static, str>>) -> Self {
@@ -170,8 +183,15 @@ struct Body<'a> {
     members: &'a serde_json::Map<String, serde_json::Value>,
 }
 
+/// A problem response the application's [hook](crate::KeywardBuilder::error_response) has not
+/// seen yet: the keyward layer hands it over on the way out, whoever made it (an extractor, the
+/// admin router, the application's own handler).
+#[derive(Clone)]
+pub(crate) struct Unhooked(pub(crate) Problem);
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        let unhooked = Unhooked(self.clone());
         let body = serde_json::to_vec(&Body {
             type_uri: &self.type_uri,
             title: &self.title,
@@ -195,6 +215,7 @@ impl IntoResponse for Problem {
                 headers.append(name.clone(), value);
             }
         }
+        response.extensions_mut().insert(unhooked);
         response
     }
 }

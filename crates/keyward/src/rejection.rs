@@ -5,10 +5,15 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use keyward_core::{Denial, StoreError};
+use keyward_core::StoreError;
+use keyward_core::policy::Denial;
 
+use crate::callers::CallerError;
 use crate::problem::Problem;
-use crate::resolver::ResolverError;
+
+/// The application's hook that turns a refusal and its default problem into the response.
+pub(crate) type ErrorResponder =
+    std::sync::Arc<dyn Fn(Option<&AuthError>, Problem) -> axum::response::Response + Send + Sync>;
 
 /// Seconds a client is asked to wait after a 503.
 pub(crate) const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
@@ -31,7 +36,8 @@ pub enum InvalidToken {
     Inactive,
     /// The key has expired.
     Expired,
-    /// The key's owner no longer exists (the owner resolver said so).
+    /// The key's owner no longer exists (the application's [`Callers`](crate::Callers) said
+    /// so).
     OwnerGone,
 }
 
@@ -107,9 +113,13 @@ pub enum AuthError {
     /// failing (circuit open, too many lookups at once): 503, never 401 or 403.
     #[error("the key store is unavailable")]
     StoreUnavailable(#[source] StoreError),
-    /// The owner resolver failed: 503.
-    #[error("the owner resolver failed")]
-    ResolverFailed(#[source] ResolverError),
+    /// The application's user lookup ([`Callers`](crate::Callers)) failed: 503.
+    #[error("the user lookup failed")]
+    CallersFailed(#[source] CallerError),
+    /// A signed-in session made a state-changing request from another site: 403. A session
+    /// cookie is sent by the browser whoever made the page, so it must not be ridden.
+    #[error("a session may not make a state-changing request from another site")]
+    CrossSiteSession,
     /// A `Principal` extractor or scope guard ran on a route without the keyward layer: 500.
     #[error(
         "no keyward layer on this route: add `.layer(keyward.layer())` to the router (outside the route) before using keyward extractors or scope guards"
@@ -136,11 +146,13 @@ impl AuthError {
         match self {
             Self::MissingCredential | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::ConflictingCredentials => StatusCode::BAD_REQUEST,
-            Self::IpNotAllowed | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::IpNotAllowed | Self::InsufficientScope { .. } | Self::CrossSiteSession => {
+                StatusCode::FORBIDDEN
+            }
             Self::RateLimited { .. } | Self::TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable(_) | Self::CallersFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::LayerMissing => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,9 +166,10 @@ impl AuthError {
             Self::ConflictingCredentials => "invalid_request",
             Self::IpNotAllowed => "ip_not_allowed",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::CrossSiteSession => "cross_site_request",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyFailures { .. } => "too_many_failures",
-            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => "temporarily_unavailable",
+            Self::StoreUnavailable(_) | Self::CallersFailed(_) => "temporarily_unavailable",
             Self::LayerMissing => "keyward_layer_missing",
         }
     }
@@ -177,6 +190,9 @@ impl AuthError {
                 "the request carries two different API keys; send one".into()
             }
             Self::IpNotAllowed => "this API key may not be used from this address".into(),
+            Self::CrossSiteSession => {
+                "a signed-in session may change data only from this application's own pages".into()
+            }
             Self::InsufficientScope { scope } => {
                 format!("this resource needs the scope {scope}").into()
             }
@@ -186,7 +202,7 @@ impl AuthError {
             Self::TooManyFailures { .. } => {
                 "too many invalid API keys from this address; try again later".into()
             }
-            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
+            Self::StoreUnavailable(_) | Self::CallersFailed(_) => {
                 "API keys cannot be checked right now; try again shortly".into()
             }
             Self::LayerMissing => self.to_string().into(),
@@ -246,7 +262,7 @@ impl AuthError {
                 problem =
                     problem.header(RETRY_AFTER, HeaderValue::from(whole_seconds(*retry_after)));
             }
-            Self::StoreUnavailable(_) | Self::ResolverFailed(_) => {
+            Self::StoreUnavailable(_) | Self::CallersFailed(_) => {
                 problem =
                     problem.header(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
             }

@@ -1,14 +1,10 @@
 //! Where a request carries its API key.
 
-use std::borrow::Cow;
+use http::Request;
+use http::header::{AUTHORIZATION, Entry, HeaderName, HeaderValue};
+use zeroize::Zeroizing;
 
-use axum::extract::OriginalUri;
-use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Extensions, HeaderMap, Request, Uri};
-use zeroize::{Zeroize, Zeroizing};
-
-use crate::hide::TakenQuery;
+use crate::query::{TakenQuery, hide_query, percent_decode, query_values};
 
 /// One place keyward looks for a token.
 ///
@@ -87,13 +83,55 @@ pub(crate) struct Sources {
     query: Option<String>,
 }
 
-/// Where the credential was found, so it can be hidden from the inner service.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Found {
-    authorization: bool,
-    /// Bit `i` = `headers[i]`.
-    headers: u64,
-    query: bool,
+/// A credential taken out of a request: the header value it came in (shared, not copied)
+/// or the decoded query parameter (wiped on drop).
+pub(crate) enum Credential {
+    /// `value[start..end]` is the token, checked to be UTF-8.
+    Header {
+        value: HeaderValue,
+        start: usize,
+        end: usize,
+    },
+    Query(Zeroizing<String>),
+    /// Present but not text, or nothing after the scheme.
+    Unreadable,
+}
+
+impl Credential {
+    fn header(value: HeaderValue, start: usize, end: usize) -> Self {
+        let bytes = value.as_bytes();
+        match std::str::from_utf8(&bytes[start..end]) {
+            Ok(text) if !text.is_empty() => Self::Header { value, start, end },
+            _ => Self::Unreadable,
+        }
+    }
+
+    /// A header that holds the bare token, blanks around it allowed.
+    fn bare(value: HeaderValue) -> Self {
+        let bytes = value.as_bytes();
+        let start = bytes.len() - bytes.trim_ascii_start().len();
+        let end = bytes.trim_ascii_end().len().max(start);
+        Self::header(value, start, end)
+    }
+
+    fn query(raw: &str) -> Self {
+        match percent_decode(raw) {
+            Some(text) if !text.is_empty() => Self::Query(Zeroizing::new(text.into_owned())),
+            _ => Self::Unreadable,
+        }
+    }
+
+    /// The token as presented; [`UNREADABLE`] for an unreadable credential.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Header { value, start, end } => {
+                let bytes = value.as_bytes();
+                std::str::from_utf8(&bytes[*start..*end]).unwrap_or(UNREADABLE)
+            }
+            Self::Query(text) => text,
+            Self::Unreadable => UNREADABLE,
+        }
+    }
 }
 
 /// Two different tokens in one request.
@@ -172,177 +210,104 @@ impl Sources {
         self.query.as_deref()
     }
 
-    /// The token the request carries, if any, and where it was found.
+    /// Takes the token out of the request: with `hide`, the headers it was found in, the
+    /// query parameter from the URI and from axum's `OriginalUri` (which the router sets
+    /// before route layers run), and what a `HideCredentialsLayer` kept aside; without, a
+    /// copy.
     ///
-    /// A credential that is present but unreadable is found as [`UNREADABLE`], never skipped.
-    /// The query source is read from the URI and from what a
-    /// [`HideCredentialsLayer`](crate::HideCredentialsLayer) further out took from it.
-    pub(crate) fn find<'r, B>(
+    /// A credential that is present but unreadable is taken as [`UNREADABLE`], never skipped.
+    pub(crate) fn take<B>(
         &self,
-        req: &'r Request<B>,
-    ) -> Result<Option<(Cow<'r, str>, Found)>, Conflict> {
-        self.find_in(req.headers(), req.uri(), req.extensions())
-    }
-
-    fn find_in<'r>(
-        &self,
-        headers: &'r HeaderMap,
-        uri: &'r Uri,
-        extensions: &'r Extensions,
-    ) -> Result<Option<(Cow<'r, str>, Found)>, Conflict> {
-        let mut value: Option<Cow<'r, str>> = None;
-        let mut found = Found::default();
-        let mut offer = |candidate: Cow<'r, str>| -> Result<(), Conflict> {
-            match &value {
-                Some(existing) if *existing != candidate => Err(Conflict),
-                Some(_) => Ok(()),
-                None => {
-                    value = Some(candidate);
-                    Ok(())
-                }
+        req: &mut Request<B>,
+        hide: bool,
+    ) -> Result<Option<Credential>, Conflict> {
+        let mut taken: Option<Credential> = None;
+        let mut offer = |candidate: Credential| match &taken {
+            Some(existing) if existing.as_str() != candidate.as_str() => Err(Conflict),
+            Some(_) => Ok(()),
+            None => {
+                taken = Some(candidate);
+                Ok(())
             }
         };
+        let headers = req.headers_mut();
         if self.bearer || self.token {
+            let mut ours = false;
             for header in headers.get_all(AUTHORIZATION) {
                 if let Some(credential) = self.authorization(header) {
-                    offer(Cow::Borrowed(credential))?;
-                    found.authorization = true;
+                    offer(credential)?;
+                    ours = true;
                 }
             }
+            if ours && hide {
+                headers.remove(AUTHORIZATION);
+            }
         }
-        for (i, name) in self.headers.iter().enumerate() {
-            for header in headers.get_all(name) {
-                let text = header.to_str().map_or(UNREADABLE, str::trim);
-                offer(Cow::Borrowed(text))?;
-                found.headers |= 1 << i;
+        for name in &self.headers {
+            if !hide {
+                for value in headers.get_all(name) {
+                    offer(Credential::bare(value.clone()))?;
+                }
+            } else if let Entry::Occupied(entry) = headers.entry(name) {
+                for value in entry.remove_entry_mult().1 {
+                    offer(Credential::bare(value))?;
+                }
             }
         }
         if let Some(name) = &self.query {
-            if let Some(query) = uri.query() {
-                for pair in query.split('&') {
-                    let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-                    if is_param(key, name) {
-                        offer(query_value(raw))?;
-                        found.query = true;
-                    }
+            if hide {
+                for raw in hide_query(req, name).iter().flat_map(TakenQuery::values) {
+                    offer(Credential::query(raw))?;
                 }
-            }
-            if let Some(taken) = extensions.get::<TakenQuery>() {
-                for raw in taken.values() {
-                    offer(query_value(raw))?;
-                    found.query = true;
+            } else {
+                for raw in query_values(req.uri(), name) {
+                    offer(Credential::query(raw))?;
+                }
+                for raw in req
+                    .extensions()
+                    .get::<TakenQuery>()
+                    .iter()
+                    .flat_map(|t| t.values())
+                {
+                    offer(Credential::query(raw))?;
                 }
             }
         }
-        Ok(value.map(|v| (v, found)))
+        Ok(taken)
     }
 
     /// The credential an `Authorization` header holds, or `None` when the header belongs to a
     /// scheme keyward does not handle (`Basic`, `Digest`, ...) or is empty.
-    fn authorization<'h>(&self, header: &'h HeaderValue) -> Option<&'h str> {
-        let bytes = header.as_bytes().trim_ascii_start();
-        if bytes.is_empty() {
+    fn authorization(&self, header: &HeaderValue) -> Option<Credential> {
+        let bytes = header.as_bytes();
+        let start = bytes.len() - bytes.trim_ascii_start().len();
+        let rest = &bytes[start..];
+        if rest.is_empty() {
             return None;
         }
-        let end = bytes
+        let scheme_len = rest
             .iter()
             .position(|&b| b == b' ' || b == b'\t')
-            .unwrap_or(bytes.len());
-        let (scheme, rest) = bytes.split_at(end);
+            .unwrap_or(rest.len());
+        let scheme = &rest[..scheme_len];
         if !scheme.iter().all(|&b| is_tchar(b)) {
             // Not a scheme at all (RFC 9110 section 11.1): nothing tells whose it is, and a
             // credential must not pass as absent.
-            return Some(UNREADABLE);
+            return Some(Credential::Unreadable);
         }
         let ours = (self.bearer && scheme.eq_ignore_ascii_case(b"bearer"))
             || (self.token && scheme.eq_ignore_ascii_case(b"token"));
         if !ours {
             return None;
         }
-        Some(std::str::from_utf8(rest.trim_ascii()).unwrap_or(UNREADABLE))
-    }
-
-    /// Removes the credential from the request the inner service will see: the headers it
-    /// was found in, the query parameter from the URI and from axum's `OriginalUri` (which the
-    /// router sets before route layers run), and what a `HideCredentialsLayer` kept aside.
-    pub(crate) fn hide<B>(&self, found: Found, req: &mut Request<B>) {
-        let headers = req.headers_mut();
-        if found.authorization {
-            headers.remove(AUTHORIZATION);
-        }
-        for (i, name) in self.headers.iter().enumerate() {
-            if found.headers & (1 << i) != 0 {
-                headers.remove(name);
-            }
-        }
-        if found.query {
-            if let Some(name) = &self.query {
-                hide_query(req, name);
-            }
-        }
-    }
-}
-
-/// Takes the parameter `name` out of the request's URI and axum's `OriginalUri`. Returns its
-/// raw values, together with those a [`HideCredentials`](crate::HideCredentials) further out
-/// took (now removed from the extensions): the hiding layer keeps them for keyward's layer,
-/// keyward's layer drops them, which wipes them.
-pub(crate) fn hide_query<B>(req: &mut Request<B>, name: &str) -> Option<TakenQuery> {
-    let mut taken = req.extensions_mut().remove::<TakenQuery>();
-    if let Some((uri, values)) = without_query_param(req.uri(), name) {
-        *req.uri_mut() = uri;
-        taken.get_or_insert_default().extend(values);
-    }
-    if let Some(OriginalUri(original)) = req.extensions_mut().get_mut::<OriginalUri>() {
-        if let Some((uri, values)) = without_query_param(original, name) {
-            *original = uri;
-            drop(Zeroizing::new(values));
-        }
-    }
-    taken
-}
-
-/// Whether the query key `key` (as it appears in the URI) names the parameter `name`.
-fn is_param(key: &str, name: &str) -> bool {
-    key == name || (key.contains(['%', '+']) && percent_decode(key).as_deref() == Some(name))
-}
-
-fn query_value(raw: &str) -> Cow<'_, str> {
-    percent_decode(raw).unwrap_or(Cow::Borrowed(UNREADABLE))
-}
-
-/// `application/x-www-form-urlencoded` decoding; `None` when the bytes are not UTF-8.
-fn percent_decode(raw: &str) -> Option<Cow<'_, str>> {
-    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Some(Cow::Borrowed(raw));
-    }
-    let bytes = raw.as_bytes();
-    // Never longer than the input, so never reallocated: no stray copy of a token is left.
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(text) => Some(Cow::Owned(text)),
-        Err(err) => {
-            err.into_bytes().zeroize();
-            None
-        }
+        let after = start + scheme_len;
+        let token = bytes[after..].trim_ascii();
+        let token_start = after + (bytes[after..].len() - bytes[after..].trim_ascii_start().len());
+        Some(Credential::header(
+            header.clone(),
+            token_start,
+            token_start + token.len(),
+        ))
     }
 }
 
@@ -351,43 +316,13 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// `uri` without the parameter `name`, and the parameter's raw values; `None` when the URI
-/// has no such parameter.
-fn without_query_param(uri: &Uri, name: &str) -> Option<(Uri, Vec<String>)> {
-    let query = uri.query()?;
-    let mut kept: Vec<&str> = Vec::new();
-    let mut taken = Vec::new();
-    for pair in query.split('&') {
-        let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-        if is_param(key, name) {
-            taken.push(raw.to_owned());
-        } else {
-            kept.push(pair);
-        }
-    }
-    if taken.is_empty() {
-        return None;
-    }
-    let mut path_and_query = uri.path().to_owned();
-    if !kept.is_empty() {
-        path_and_query.push('?');
-        path_and_query.push_str(&kept.join("&"));
-    }
-    // The path and some pairs of a valid URI make a valid URI; were it ever not so, `/` still
-    // hides the credential.
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(
-        path_and_query
-            .parse()
-            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
-    );
-    let uri = Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"));
-    Some((uri, taken))
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::extract::OriginalUri;
+    use http::Uri;
+
     use super::*;
+    use crate::query::without_query_param;
 
     fn all() -> Sources {
         Sources::compile(&[
@@ -407,11 +342,14 @@ mod tests {
         request.body(()).unwrap()
     }
 
-    fn found(req: &Request<()>) -> Option<String> {
-        all()
-            .find(req)
-            .unwrap()
-            .map(|(value, _)| value.into_owned())
+    /// What `sources` find in `req`, leaving it as it is.
+    fn find(sources: &Sources, mut req: Request<()>) -> Result<Option<String>, Conflict> {
+        let taken = sources.take(&mut req, false)?;
+        Ok(taken.map(|credential| credential.as_str().to_owned()))
+    }
+
+    fn found(req: Request<()>) -> Option<String> {
+        find(&all(), req).unwrap()
     }
 
     #[test]
@@ -454,14 +392,9 @@ mod tests {
         let sources = all();
         let headers: &[(&str, &[u8])] = &[("authorization", b"Bearer abc"), ("x-api-key", b"abc")];
         let req = request("/?api_key=abc", headers);
-        let (value, _) = sources.find(&req).unwrap().unwrap();
-        assert_eq!(value, "abc");
-        assert!(sources.find(&request("/?api_key=abd", headers)).is_err());
-        assert!(
-            sources
-                .find(&request("/?api_key=abc&api_key=abd", &[]))
-                .is_err()
-        );
+        assert_eq!(find(&sources, req).unwrap().unwrap(), "abc");
+        assert!(find(&sources, request("/?api_key=abd", headers)).is_err());
+        assert!(find(&sources, request("/?api_key=abc&api_key=abd", &[])).is_err());
     }
 
     #[test]
@@ -472,7 +405,7 @@ mod tests {
             b"",
             b"   ",
         ] {
-            assert_eq!(found(&request("/", &[("authorization", value)])), None);
+            assert_eq!(found(request("/", &[("authorization", value)])), None);
         }
     }
 
@@ -490,11 +423,7 @@ mod tests {
             ("x-api-key", b"  "),
         ] {
             let req = request("/", &[(name, value)]);
-            assert_eq!(
-                found(&req).as_deref(),
-                Some(UNREADABLE),
-                "{name}: {value:?}"
-            );
+            assert_eq!(found(req).as_deref(), Some(UNREADABLE), "{name}: {value:?}");
         }
         for uri in [
             "/?api_key=",
@@ -503,7 +432,7 @@ mod tests {
             "/?api%5Fkey=%C3%28",
         ] {
             assert_eq!(
-                found(&request(uri, &[])).as_deref(),
+                found(request(uri, &[])).as_deref(),
                 Some(UNREADABLE),
                 "{uri}"
             );
@@ -516,7 +445,7 @@ mod tests {
             "/",
             &[("authorization", b"Bearer abc"), ("x-api-key", b"\xff")],
         );
-        assert!(all().find(&req).is_err());
+        assert!(find(&all(), req).is_err());
     }
 
     #[test]
@@ -526,16 +455,15 @@ mod tests {
         let taken = hide_query(&mut req, "api_key").unwrap();
         assert_eq!(req.uri(), "/books?page=2");
         req.extensions_mut().insert(taken);
-        let (value, found) = sources.find(&req).unwrap().unwrap();
-        assert_eq!(value, "abc");
-        sources.hide(found, &mut req);
+        let credential = sources.take(&mut req, true).unwrap().unwrap();
+        assert_eq!(credential.as_str(), "abc");
         assert!(req.extensions().get::<TakenQuery>().is_none());
 
         let mut req = request("/books?api_key=abc", &[("x-api-key", b"abd")]);
         let taken = hide_query(&mut req, "api_key").unwrap();
         req.extensions_mut().insert(taken);
         assert!(
-            sources.find(&req).is_err(),
+            find(&sources, req).is_err(),
             "a conflict with the taken value"
         );
     }
@@ -549,8 +477,7 @@ mod tests {
         );
         let original = OriginalUri(req.uri().clone());
         req.extensions_mut().insert(original);
-        let (_, found) = sources.find(&req).unwrap().unwrap();
-        sources.hide(found, &mut req);
+        sources.take(&mut req, true).unwrap().unwrap();
         assert_eq!(req.uri(), "/v1/books?q=x");
         assert_eq!(
             req.extensions().get::<OriginalUri>().unwrap().0,

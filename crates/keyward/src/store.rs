@@ -40,6 +40,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord>;
     fn record_usage<'a>(&'a self, batch: &'a [UsageUpdate]) -> StoreFuture<'a, ()>;
     fn changes(&self) -> Option<ChangeStream>;
+    fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
 }
 
 impl<S: KeyStore> DynStore for S {
@@ -99,5 +100,9 @@ impl<S: KeyStore> DynStore for S {
 
     fn changes(&self) -> Option<ChangeStream> {
         KeyStore::changes(self)
+    }
+
+    fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(KeyStore::owner_changed(self, owner))
     }
 }

@@ -1,4 +1,4 @@
-//! Verification: parse, digest, cache, store, policy, resolver, rate limit, usage.
+//! Verification: parse, digest, cache, store, policy, owner, rate limit, usage.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,14 +7,14 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use keyward_core::{KeyKind, KeyRecord, TokenDigest, policy};
 
-use crate::cache::{Entry, Grant, Lookup};
+use crate::cache::{Cached, Entry, Grant};
+use crate::callers::CallerError;
 use crate::circuit::PermitGuard;
 use crate::handle::Inner;
 use crate::lookup::{Failure, Loaded};
 use crate::principal::Principal;
 use crate::rate::RateState;
 use crate::rejection::{AuthError, InvalidToken};
-use crate::resolver::ResolverError;
 
 /// A request that may go on.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct Admitted {
 /// The synchronous part of a verification.
 pub(crate) enum Step {
     Done(Result<Admitted, AuthError>),
-    /// Not cached: the store (and maybe the resolver) must be asked.
+    /// Not cached: the store (and maybe the owner) must be asked.
     Miss(Miss),
 }
 
@@ -42,53 +42,38 @@ pub(crate) struct Miss {
 impl Inner {
     /// Everything that needs no I/O: shape and check digits (garbage never reaches the cache
     /// or the store), digest, cache, policy, failure budget, rate limit and usage.
-    /// The clock is read only for a well-formed token: garbage costs no more than its parse.
+    /// The clock is read only for a well-formed token, and a client whose failure budget is
+    /// spent costs a digest and two lookups: garbage and floods cost little.
     pub(crate) fn start(&self, token: &str, ip: Option<IpAddr>) -> Step {
         let Ok(parsed) = self.format.parse(token) else {
             return Step::Done(Err(AuthError::InvalidToken(InvalidToken::Malformed)));
         };
         let digest = self.hasher.digest(&parsed);
         drop(parsed);
-        let now = self.clock.now();
-        let lookup = match &self.cache {
-            Some(cache) => cache.get(&digest),
-            None => Lookup::Miss,
-        };
-        let stale = match lookup {
-            Lookup::Hit(entry) => {
+        let cache = self.cache.as_ref();
+        let stale = match cache.and_then(|cache| cache.get(&digest)) {
+            Some(Cached::Fresh(entry)) => {
+                let now = self.clock.now();
                 let checked = self.check(&entry, &digest, now, ip);
-                return match checked {
-                    Ok(Some(principal)) => Step::Done(self.admit(&entry, principal, now, ip)),
-                    Ok(None) => self.miss(digest, now, ip, None),
-                    Err(err) => Step::Done(Err(self.failed(err, ip))),
-                };
+                return Step::Done(
+                    checked.and_then(|principal| self.admit(&entry, principal, now, ip)),
+                );
             }
-            Lookup::Unknown => {
-                let unknown = AuthError::InvalidToken(InvalidToken::Unknown);
-                return Step::Done(Err(self.failed(unknown, ip)));
-            }
-            Lookup::Stale(entry) => Some(entry),
-            Lookup::Miss => None,
+            Some(Cached::Stale(entry)) => Some(entry),
+            None => None,
         };
-        self.miss(digest, now, ip, stale)
-    }
-
-    /// A cache miss: refused at once if the client's failure budget is spent.
-    fn miss(
-        &self,
-        digest: TokenDigest,
-        now: DateTime<Utc>,
-        ip: Option<IpAddr>,
-        stale: Option<Arc<Entry>>,
-    ) -> Step {
         if stale.is_none() {
             if let Some(retry_after) = self.budget_spent(ip) {
                 return Step::Done(Err(AuthError::TooManyFailures { retry_after }));
             }
+            if cache.is_some_and(|cache| cache.is_unknown(&digest)) {
+                let unknown = AuthError::InvalidToken(InvalidToken::Unknown);
+                return Step::Done(Err(self.failed(unknown, ip)));
+            }
         }
         Step::Miss(Miss {
             digest,
-            now,
+            now: self.clock.now(),
             ip,
             stale,
         })
@@ -113,17 +98,7 @@ impl Inner {
             }
             (Err(failure), _) => return Err(self.failed(failure.to_error(), ip)),
         };
-        let principal = match self.check(&entry, &digest, now, ip) {
-            Ok(Some(principal)) => principal,
-            // Unusable when loaded, usable now (the clock moved back): resolve uncached.
-            Ok(None) => tokio::time::timeout(self.store_timeout, self.resolve(&entry.record))
-                .await
-                .map_err(|_| {
-                    AuthError::ResolverFailed(ResolverError::msg("the owner resolver timed out"))
-                })??
-                .ok_or(AuthError::InvalidToken(InvalidToken::OwnerGone))?,
-            Err(err) => return Err(self.failed(err, ip)),
-        };
+        let principal = self.check(&entry, &digest, now, ip)?;
         self.admit(&entry, principal, now, ip)
     }
 
@@ -138,20 +113,26 @@ impl Inner {
         }
     }
 
-    /// The key's policy, evaluated on every request, then its grant.
+    /// The key's policy, evaluated once per request (the IP allow-list included), then its
+    /// grant. A refusal for a bad token is charged to the client's failure budget.
     fn check(
         &self,
         entry: &Entry,
         digest: &TokenDigest,
         now: DateTime<Utc>,
         ip: Option<IpAddr>,
-    ) -> Result<Option<Principal>, AuthError> {
-        policy::evaluate(&entry.record, digest, now, ip)?;
-        match &entry.grant {
-            Grant::Resolved(principal) => Ok(Some(principal.clone())),
-            Grant::OwnerGone => Err(AuthError::InvalidToken(InvalidToken::OwnerGone)),
-            Grant::Unresolved => Ok(None),
-        }
+    ) -> Result<Principal, AuthError> {
+        let granted = match policy::evaluate(&entry.record, digest, now, ip) {
+            Err(denial) => Err(AuthError::from(denial)),
+            Ok(()) => match &entry.grant {
+                Grant::Resolved(principal) => Ok(principal.clone()),
+                Grant::OwnerGone => Err(AuthError::InvalidToken(InvalidToken::OwnerGone)),
+                // Only revoked and disabled keys are loaded unresolved, and the policy refuses
+                // them before their grant is looked at.
+                Grant::Unresolved => Err(AuthError::InvalidToken(InvalidToken::Inactive)),
+            },
+        };
+        granted.map_err(|err| self.failed(err, ip))
     }
 
     /// Rate limit and usage for a request that passed.
@@ -190,7 +171,7 @@ impl Inner {
         error
     }
 
-    /// Reads the store and the resolver within the deadline, past the circuit breaker and
+    /// Reads the store and the owner within the deadline, past the circuit breaker and
     /// the bulkhead, and caches what they said.
     async fn load(&self, digest: TokenDigest, now: DateTime<Utc>) -> Loaded {
         let deadline = Instant::now() + self.store_timeout;
@@ -228,26 +209,25 @@ impl Inner {
             }
             return Err(Failure::Unknown);
         };
-        // A key that cannot be used (revoked, disabled, expired, replaced) stays so until it
-        // is changed, which invalidates it: cache it without asking the resolver.
-        let unusable = matches!(
-            policy::evaluate(&record, &digest, now, None),
-            Err(denial) if denial != keyward_core::Denial::IpNotAllowed
-        );
-        let grant = if unusable {
+        // A revoked or disabled key stays so until it is changed, which invalidates it: cache
+        // it without asking for its owner. The policy itself runs once per request, later.
+        let grant = if record.is_revoked() || !record.active {
             Grant::Unresolved
         } else {
+            let previous = record.digest != digest;
             let resolved = tokio::time::timeout_at(deadline.into(), self.resolve(&record)).await;
             match resolved {
-                Ok(Ok(Some(principal))) => Grant::Resolved(principal),
-                Ok(Ok(None)) => Grant::OwnerGone,
-                Ok(Err(AuthError::ResolverFailed(err))) => {
-                    tracing::warn!(error = %err, "keyward: owner resolver failed");
-                    return Err(Failure::Resolver(Arc::new(err)));
+                Ok(Ok(Some(key))) => {
+                    Grant::Resolved(Principal::key(key.with_previous_token(previous)))
                 }
-                Ok(Err(_)) | Err(_) => {
-                    return Err(Failure::Resolver(Arc::new(ResolverError::msg(
-                        "the owner resolver timed out",
+                Ok(Ok(None)) => Grant::OwnerGone,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "keyward: owner lookup failed");
+                    return Err(Failure::Callers(Arc::new(err)));
+                }
+                Err(_) => {
+                    return Err(Failure::Callers(Arc::new(CallerError::msg(
+                        "the owner lookup timed out",
                     ))));
                 }
             }
@@ -265,23 +245,46 @@ impl Inner {
     }
 
     /// The key's principal with its effective scopes; `None` if the owner is gone.
-    pub(crate) async fn resolve(&self, record: &KeyRecord) -> Result<Option<Principal>, AuthError> {
-        let grants = match (&self.resolver, record.kind, &record.owner) {
-            (Some(resolver), KeyKind::Personal, Some(owner)) => {
-                match resolver
-                    .grants(owner)
-                    .await
-                    .map_err(AuthError::ResolverFailed)?
-                {
-                    Some(grants) => Some(grants),
-                    None => return Ok(None),
-                }
-            }
+    pub(crate) async fn resolve(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<Option<keyward_core::Principal>, CallerError> {
+        let grants = match (&self.callers, record.kind, &record.owner) {
+            (Some(callers), KeyKind::Personal, Some(owner)) => match callers.user(owner).await? {
+                Some(user) => Some(user.scopes),
+                None => return Ok(None),
+            },
             _ => None,
         };
         let effective = self.catalog.effective(&record.scopes, grants.as_ref());
-        Ok(Some(Principal::from(keyward_core::Principal::from_record(
+        Ok(Some(keyward_core::Principal::from_record(
             record, effective,
-        ))))
+        )))
+    }
+
+    /// The person signed in on this request, through the application's
+    /// [`Callers`](crate::Callers), with the scopes of their role expanded; `None` without a
+    /// session. A session may not make a state-changing request from another site.
+    pub(crate) async fn session(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Option<Principal>, AuthError> {
+        let Some(callers) = &self.callers else {
+            return Ok(None);
+        };
+        let user = tokio::time::timeout(self.store_timeout, callers.session(parts))
+            .await
+            .map_err(|_| {
+                AuthError::CallersFailed(CallerError::msg("the session lookup timed out"))
+            })?
+            .map_err(AuthError::CallersFailed)?;
+        let Some(mut user) = user else {
+            return Ok(None);
+        };
+        if !parts.method.is_safe() && crate::ip::is_cross_site(parts) {
+            return Err(AuthError::CrossSiteSession);
+        }
+        user.scopes = self.catalog.expand(&user.scopes);
+        Ok(Some(Principal::session(user)))
     }
 }

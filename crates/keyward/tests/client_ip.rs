@@ -43,7 +43,7 @@ async fn ipv4_spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
     // The attacker claims an allowed address.
     let reply = send(&app, request(&token, "198.51.100.66:5000", "203.0.113.9")).await;
     assert_eq!(reply.status, 403);
-    assert_eq!(reply.error(), Some("ip_not_allowed"));
+    assert_eq!(reply.error(), "ip_not_allowed");
 }
 
 #[tokio::test]
@@ -58,8 +58,8 @@ async fn ipv4_trusted_proxy_is_honoured() {
         ),
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["client_ip"], "203.0.113.9");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["client_ip"], "203.0.113.9");
     // The same proxy forwarding a client outside the list.
     let reply = send(&app, request(&token, "10.0.0.2:5000", "198.51.100.1")).await;
     assert_eq!(reply.status, 403);
@@ -74,7 +74,7 @@ async fn ipv6_spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
     )
     .await;
     assert_eq!(reply.status, 403);
-    assert_eq!(reply.error(), Some("ip_not_allowed"));
+    assert_eq!(reply.error(), "ip_not_allowed");
 }
 
 #[tokio::test]
@@ -85,8 +85,8 @@ async fn ipv6_trusted_proxy_is_honoured() {
         request(&token, "[fd00::1]:443", "2001:db8:aa::5, fd00::9"),
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["client_ip"], "2001:db8:aa::5");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["client_ip"], "2001:db8:aa::5");
     // `Forwarded` works too when there is no X-Forwarded-For.
     let forwarded = with_peer(
         get_with(
@@ -99,6 +99,6 @@ async fn ipv6_trusted_proxy_is_honoured() {
         "[fd00::1]:443",
     );
     let reply = send(&app, forwarded).await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["client_ip"], "2001:db8:aa::6");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["client_ip"], "2001:db8:aa::6");
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use axum::extract::{NestedPath, OriginalUri, Query, RawQuery, Request};
 use axum::routing::get;
@@ -14,50 +14,17 @@ use axum::{Json, Router};
 use common::*;
 use http::Uri;
 use keyward::{CredentialSource, Keyward, ManualClock, MemoryStore, NewKey, Principal};
+use keyward_test_support::{Logs, TestServer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Every log line of this test binary, from every thread, at TRACE level.
-fn logs() -> &'static Buffer {
-    static LOGS: OnceLock<Buffer> = OnceLock::new();
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_span_events(FmtSpan::FULL)
-            .with_ansi(false)
-            .with_writer(buffer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        buffer
+        let logs = Logs::default();
+        tracing::subscriber::set_global_default(logs.subscriber(Level::TRACE)).unwrap();
+        logs
     })
 }
 
@@ -98,7 +65,9 @@ async fn show(
         "extension_original_uri": req.extensions().get::<OriginalUri>().map(|u| u.0.to_string()),
         "headers": headers,
         "request": format!("{req:?}"),
-        "key_id": req.extensions().get::<Principal>().map(|p| p.key_id().to_string()),
+        "key_id": Principal::from_extensions(req.extensions())
+            .and_then(Principal::key_id)
+            .map(|id| id.to_string()),
     }))
 }
 
@@ -129,9 +98,8 @@ fn traced_app(keys: &Keyward) -> Router {
 /// Sends `request` (raw HTTP/1.1) to a real server running `app` and returns the raw
 /// response, status line, headers and body.
 async fn exchange(app: Router, requests: Vec<String>) -> Vec<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = TestServer::start(app).await;
+    let addr = server.addr();
     let replies = tokio::task::spawn_blocking(move || {
         requests
             .into_iter()
@@ -146,7 +114,7 @@ async fn exchange(app: Router, requests: Vec<String>) -> Vec<String> {
     })
     .await
     .unwrap();
-    server.abort();
+    drop(server);
     replies
 }
 
@@ -262,11 +230,11 @@ async fn without_the_outer_layer_handlers_still_see_clean_uris() {
         get_with(&format!("/api/v1/books?page=2&api_key={token}&q=x"), &[]),
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["uri"], "/books?page=2&q=x");
-    assert_eq!(reply.body["original_uri"], "/api/v1/books?page=2&q=x");
-    assert_eq!(reply.body["raw_query"], "page=2&q=x");
-    assert!(!reply.raw.contains(secret(&token)), "{}", reply.raw);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["uri"], "/books?page=2&q=x");
+    assert_eq!(reply.json["original_uri"], "/api/v1/books?page=2&q=x");
+    assert_eq!(reply.json["raw_query"], "page=2&q=x");
+    assert!(!reply.text.contains(secret(&token)), "{}", reply.text);
 
     // keyward's layer on the nested router only: the outer router set `OriginalUri` long
     // before, and it is cleaned all the same.
@@ -279,9 +247,9 @@ async fn without_the_outer_layer_handlers_still_see_clean_uris() {
         get_with(&format!("/api/v1/books?api_key={token}"), &[]),
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["original_uri"], "/api/v1/books");
-    assert!(!reply.raw.contains(secret(&token)), "{}", reply.raw);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["original_uri"], "/api/v1/books");
+    assert!(!reply.text.contains(secret(&token)), "{}", reply.text);
 }
 
 #[tokio::test]
@@ -291,11 +259,11 @@ async fn the_outer_layer_alone_keeps_the_token_from_routes_without_keyward() {
         .route("/public", get(show))
         .layer(keys.hide_credentials_layer());
     let reply = send(&app, get_with(&format!("/public?api_key={token}&a=1"), &[])).await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body["uri"], "/public?a=1");
-    assert_eq!(reply.body["original_uri"], "/public?a=1");
-    assert!(reply.body["key_id"].is_null());
-    assert!(!reply.raw.contains(secret(&token)), "{}", reply.raw);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["uri"], "/public?a=1");
+    assert_eq!(reply.json["original_uri"], "/public?a=1");
+    assert!(reply.json["key_id"].is_null());
+    assert!(!reply.text.contains(secret(&token)), "{}", reply.text);
 }
 
 #[tokio::test]
@@ -306,12 +274,12 @@ async fn with_the_outer_layer_the_query_source_works_in_optional_mode() {
         .layer(keys.layer().optional())
         .layer(keys.hide_credentials_layer());
     let reply = send(&app, get_with(&format!("/books?api_key={token}"), &[])).await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert!(reply.body["key_id"].is_string(), "{}", reply.raw);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json["key_id"].is_string(), "{}", reply.text);
     let reply = send(&app, get_with("/books?api_key=", &[])).await;
-    assert_eq!(reply.status, 401, "{}", reply.raw);
-    assert_eq!(reply.error(), Some("invalid_token"));
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    assert_eq!(reply.error(), "invalid_token");
     let reply = send(&app, get_with("/books", &[])).await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert!(reply.body["key_id"].is_null());
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json["key_id"].is_null());
 }

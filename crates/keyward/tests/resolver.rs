@@ -1,4 +1,5 @@
-//! The owner resolver: demotion, owner gone, failure.
+//! What a key's owner holds now, through the application's `Callers`: demotion, owner gone,
+//! failure.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use keyward::{
-    Keyward, ManageError, ManualClock, MemoryStore, NewKey, OwnerResolver, ResolverError, ScopeSet,
+    CallerError, Callers, Keyward, ManageError, ManualClock, MemoryStore, NewKey, ScopeSet, User,
 };
 
 /// A user's grants; `None` = the resolver fails for them.
@@ -26,12 +27,15 @@ impl Users {
     }
 }
 
-impl OwnerResolver for Users {
-    async fn grants(&self, owner: &str) -> Result<Option<ScopeSet>, ResolverError> {
-        match self.0.lock().unwrap().get(owner) {
+impl Callers for Users {
+    async fn user(&self, id: &str) -> Result<Option<User>, CallerError> {
+        match self.0.lock().unwrap().get(id) {
             None => Ok(None),
-            Some(None) => Err(ResolverError::msg("user database down")),
-            Some(Some(grants)) => Ok(Some(ScopeSet::parse(grants.iter().copied()).unwrap())),
+            Some(None) => Err(CallerError::msg("user database down")),
+            Some(Some(grants)) => {
+                let scopes = ScopeSet::parse(grants.iter().copied()).unwrap();
+                Ok(Some(User::new(id, id, scopes)))
+            }
         }
     }
 }
@@ -41,7 +45,7 @@ async fn setup() -> (Keyward, Users, axum::Router, keyward::KeyId, String) {
     let users = Users::default();
     users.set("alice", Some(vec!["books:write"]));
     let keyward = builder(MemoryStore::new(), &clock)
-        .resolver(users.clone())
+        .callers(users.clone())
         .build()
         .unwrap();
     let (id, token) = issue(
@@ -65,7 +69,7 @@ async fn demoting_the_owner_removes_the_scope_after_invalidation() {
     let reply = send(&app, post(&token)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
-        reply.body["scopes"],
+        reply.json["scopes"],
         serde_json::json!(["books:read", "books:write"])
     );
 
@@ -82,13 +86,13 @@ async fn demoting_the_owner_removes_the_scope_after_invalidation() {
     // Until the cache entry is dropped (TTL, a change to the key, or the app telling keyward
     // that the user changed) the cached grants hold.
     assert_eq!(send(&app, post(&token)).await.status, 200);
-    keyward.invalidate_all();
+    keyward.invalidate_owner("alice").await.unwrap();
     let reply = send(&app, post(&token)).await;
     assert_eq!(reply.status, 403);
-    assert_eq!(reply.error(), Some("insufficient_scope"));
+    assert_eq!(reply.error(), "insufficient_scope");
     let reply = send(&app, bearer("/echo", &token)).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body["scopes"], serde_json::json!(["books:read"]));
+    assert_eq!(reply.json["scopes"], serde_json::json!(["books:read"]));
 }
 
 #[tokio::test]
@@ -98,18 +102,18 @@ async fn owner_gone_is_401() {
     keyward.invalidate_key(id);
     let reply = send(&app, bearer("/echo", &token)).await;
     assert_eq!(reply.status, 401);
-    assert_eq!(reply.error(), Some("invalid_token"));
+    assert_eq!(reply.error(), "invalid_token");
     let record = keyward.get(id).await.unwrap();
     assert!(keyward.effective_scopes(&record).await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn resolver_error_is_503_with_retry_after() {
+async fn a_failing_user_lookup_is_503_with_retry_after() {
     let (keyward, users, app, _id, token) = setup().await;
     users.set("alice", None);
     let reply = send(&app, bearer("/echo", &token)).await;
-    assert_eq!(reply.status, 503, "{}", reply.raw);
-    assert_eq!(reply.error(), Some("temporarily_unavailable"));
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.error(), "temporarily_unavailable");
     assert_eq!(reply.headers["retry-after"], "5");
     let record = keyward
         .list(&Default::default())
@@ -119,15 +123,15 @@ async fn resolver_error_is_503_with_retry_after() {
         .remove(0);
     assert!(matches!(
         keyward.effective_scopes(&record).await,
-        Err(ManageError::Resolver(_))
+        Err(ManageError::Callers(_))
     ));
-    // Not cached: it works as soon as the resolver does.
+    // Not cached: it works as soon as the lookup does.
     users.set("alice", Some(vec!["books:read"]));
     assert_eq!(send(&app, bearer("/echo", &token)).await.status, 200);
 }
 
 #[tokio::test]
-async fn without_a_resolver_personal_keys_keep_their_scopes() {
+async fn without_callers_personal_keys_keep_their_scopes() {
     let clock = ManualClock::new(t0());
     let keyward = builder(MemoryStore::new(), &clock).build().unwrap();
     let (_, token) = issue(

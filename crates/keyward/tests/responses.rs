@@ -15,12 +15,12 @@ async fn setup() -> (keyward::Keyward, ManualClock, axum::Router) {
 }
 
 fn assert_problem(reply: &Reply, status: StatusCode, error: &str) {
-    assert_eq!(reply.status, status, "{}", reply.raw);
+    assert_eq!(reply.status, status, "{}", reply.text);
     assert_eq!(reply.headers["content-type"], "application/problem+json");
-    assert_eq!(reply.error(), Some(error), "{}", reply.raw);
-    assert_eq!(reply.body["status"], status.as_u16());
-    assert!(reply.body["type"].is_string() && reply.body["title"].is_string());
-    assert!(reply.body["detail"].is_string());
+    assert_eq!(reply.error(), error, "{}", reply.text);
+    assert_eq!(reply.json["status"], status.as_u16());
+    assert!(reply.json["type"].is_string() && reply.json["title"].is_string());
+    assert!(reply.json["detail"].is_string());
 }
 
 #[tokio::test]
@@ -58,7 +58,7 @@ async fn malformed_and_bad_checksum_are_401_invalid_token_without_saying_why() {
             challenge.starts_with("Bearer realm=\"books\", error=\"invalid_token\""),
             "{challenge}"
         );
-        descriptions.push((challenge.to_owned(), reply.body["detail"].clone()));
+        descriptions.push((challenge.to_owned(), reply.json["detail"].clone()));
     }
     // The same answer whatever was wrong.
     assert!(
@@ -165,7 +165,7 @@ async fn client_ip_outside_allow_list_is_403_ip_not_allowed() {
     )
     .await;
     let inside = send(&app, with_peer(bearer("/echo", &token), "192.0.2.10:4000")).await;
-    assert_eq!(inside.status, 200, "{}", inside.raw);
+    assert_eq!(inside.status, 200, "{}", inside.text);
     let reply = send(
         &app,
         with_peer(bearer("/echo", &token), "198.51.100.1:4000"),
@@ -251,7 +251,7 @@ async fn optional_mode_passes_anonymous_requests_but_refuses_bad_credentials() {
     let app = routes().layer(keyward.layer().optional());
     let anonymous = send(&app, get_with("/echo", &[])).await;
     assert_eq!(anonymous.status, 200);
-    assert!(anonymous.body["key_id"].is_null());
+    assert!(anonymous.json["key_id"].is_null());
     // A handler that needs a principal answers 401 with the realm.
     let reply = send(&app, get_with("/principal", &[])).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing_credential");
@@ -267,7 +267,7 @@ async fn optional_mode_passes_anonymous_requests_but_refuses_bad_credentials() {
 async fn extractor_without_layer_is_500_naming_the_layer() {
     let reply = send(&routes(), get_with("/principal", &[])).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(reply.raw.contains("keyward layer"), "{}", reply.raw);
+    assert!(reply.text.contains("keyward layer"), "{}", reply.text);
     let mut request = get_with("/write", &[]);
     *request.method_mut() = http::Method::POST;
     let reply = send(&routes(), request).await;
@@ -281,12 +281,27 @@ async fn the_response_hook_customises_refusals() {
     let keyward = builder(MemoryStore::new(), &clock)
         .realm("Books API")
         .error_response(|error, problem| {
-            problem.member("reason", error.to_string()).into_response()
+            let reason =
+                error.map_or_else(|| "the application's own".to_owned(), ToString::to_string);
+            problem.member("reason", reason).into_response()
         })
         .build()
         .unwrap();
     let reply = send(&app(&keyward), get_with("/echo", &[])).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.challenge(), Some("Bearer realm=\"Books API\""));
-    assert_eq!(reply.body["reason"], "no API key was presented");
+    assert_eq!(reply.json["reason"], "no API key was presented");
+
+    // A problem a handler returns goes through the same hook, once.
+    let (_, token) = issue(&keyward, NewKey::service("ci").scopes(["books:read"])).await;
+    let handler_problem = || async {
+        keyward::Problem::new(http::StatusCode::CONFLICT, "book_taken").detail("that ISBN exists")
+    };
+    let routes = axum::Router::new()
+        .route("/conflict", axum::routing::get(handler_problem))
+        .layer(keyward.layer());
+    let reply = send(&routes, bearer("/conflict", &token)).await;
+    assert_eq!(reply.status, 409);
+    assert_eq!(reply.error(), "book_taken");
+    assert_eq!(reply.json["reason"], "the application's own");
 }

@@ -24,12 +24,12 @@ async fn setup(hide: bool) -> (Keyward, axum::Router, String) {
 }
 
 fn assert_hidden(reply: &Reply, token: &str) {
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert!(reply.body["key_id"].is_string());
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json["key_id"].is_string());
     assert!(
-        !reply.raw.contains(token),
+        !reply.text.contains(token),
         "the inner service saw the token: {}",
-        reply.raw
+        reply.text
     );
 }
 
@@ -38,7 +38,7 @@ async fn bearer() {
     let (_k, app, token) = setup(true).await;
     let reply = send(&app, common::bearer("/echo", &token)).await;
     assert_hidden(&reply, &token);
-    assert!(reply.body["headers"].get("authorization").is_none());
+    assert!(reply.json["headers"].get("authorization").is_none());
     // The scheme is case-insensitive.
     let reply = send(
         &app,
@@ -57,7 +57,7 @@ async fn authorization_token_scheme() {
     )
     .await;
     assert_hidden(&reply, &token);
-    assert!(reply.body["headers"].get("authorization").is_none());
+    assert!(reply.json["headers"].get("authorization").is_none());
 }
 
 #[tokio::test]
@@ -69,8 +69,8 @@ async fn x_api_key_header() {
     )
     .await;
     assert_hidden(&reply, &token);
-    assert!(reply.body["headers"].get("x-api-key").is_none());
-    assert_eq!(reply.body["headers"]["accept"], "*/*", "other headers stay");
+    assert!(reply.json["headers"].get("x-api-key").is_none());
+    assert_eq!(reply.json["headers"]["accept"], "*/*", "other headers stay");
 }
 
 #[tokio::test]
@@ -82,7 +82,7 @@ async fn query_parameter() {
     )
     .await;
     assert_hidden(&reply, &token);
-    assert_eq!(reply.body["uri"], "/echo?page=2&q=x");
+    assert_eq!(reply.json["uri"], "/echo?page=2&q=x");
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn query_is_off_unless_configured() {
     let app = app(&keyward);
     let reply = send(&app, get_with(&format!("/echo?api_key={token}"), &[])).await;
     assert_eq!(reply.status, 401);
-    assert_eq!(reply.error(), Some("missing_credential"));
+    assert_eq!(reply.error(), "missing_credential");
     // The defaults: Bearer, Token, X-Api-Key.
     for (name, value) in [
         ("authorization", format!("Bearer {token}")),
@@ -132,7 +132,7 @@ async fn same_token_in_every_place_is_fine_and_all_are_hidden() {
     )
     .await;
     assert_hidden(&reply, &token);
-    assert_eq!(reply.body["uri"], "/echo");
+    assert_eq!(reply.json["uri"], "/echo");
 }
 
 #[tokio::test]
@@ -154,8 +154,8 @@ async fn conflicting_sources_are_400() {
         ),
     ] {
         let reply = send(&app, request).await;
-        assert_eq!(reply.status, 400, "{}", reply.raw);
-        assert_eq!(reply.error(), Some("invalid_request"));
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert_eq!(reply.error(), "invalid_request");
     }
 }
 
@@ -168,8 +168,8 @@ async fn with_hiding_off_the_inner_service_sees_the_credential() {
     )
     .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body["headers"]["x-api-key"], token.as_str());
-    assert!(reply.body["uri"].as_str().unwrap().contains(&token));
+    assert_eq!(reply.json["headers"]["x-api-key"], token.as_str());
+    assert!(reply.json["uri"].as_str().unwrap().contains(&token));
 }
 
 /// A `GET` with header values given as bytes, which need not be text.
@@ -222,8 +222,8 @@ async fn an_unreadable_credential_is_invalid_in_both_modes() {
         for (source, request) in unreadable_requests() {
             let what = format!("{source} in {mode} mode: {:?}", request.headers());
             let reply = send(app, request).await;
-            assert_eq!(reply.status, 401, "{what}: {}", reply.raw);
-            assert_eq!(reply.error(), Some("invalid_token"), "{what}");
+            assert_eq!(reply.status, 401, "{what}: {}", reply.text);
+            assert_eq!(reply.error(), "invalid_token", "{what}");
             let challenge = reply.challenge().unwrap_or_default();
             assert!(
                 challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
@@ -247,8 +247,8 @@ async fn an_unreadable_credential_beside_a_token_is_a_conflict() {
         ),
     )
     .await;
-    assert_eq!(reply.status, 400, "{}", reply.raw);
-    assert_eq!(reply.error(), Some("invalid_request"));
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.error(), "invalid_request");
 }
 
 #[tokio::test]
@@ -265,15 +265,15 @@ async fn another_authorization_scheme_is_not_ours() {
             get_with_bytes("/echo", &[("authorization", value)]),
         )
         .await;
-        assert_eq!(reply.status, 200, "{value:?}: {}", reply.raw);
-        assert!(reply.body["key_id"].is_null());
+        assert_eq!(reply.status, 200, "{value:?}: {}", reply.text);
+        assert!(reply.json["key_id"].is_null());
         let reply = send(
             &required,
             get_with_bytes("/echo", &[("authorization", value)]),
         )
         .await;
         assert_eq!(reply.status, 401, "{value:?}");
-        assert_eq!(reply.error(), Some("missing_credential"), "{value:?}");
+        assert_eq!(reply.error(), "missing_credential", "{value:?}");
     }
 }
 
@@ -282,7 +282,7 @@ async fn an_encoded_parameter_name_is_the_same_parameter() {
     let (_k, app, token) = setup(true).await;
     let reply = send(&app, get_with(&format!("/echo?api%5Fkey={token}&q=1"), &[])).await;
     assert_hidden(&reply, &token);
-    assert_eq!(reply.body["uri"], "/echo?q=1");
+    assert_eq!(reply.json["uri"], "/echo?q=1");
 }
 
 mod properties {
@@ -321,8 +321,8 @@ mod properties {
                 required
             };
             let reply = send(&app, request).await;
-            prop_assert_eq!(reply.status, 401, "{}", reply.raw);
-            prop_assert_eq!(reply.error(), Some("invalid_token"));
+            prop_assert_eq!(reply.status, 401, "{}", reply.text);
+            prop_assert_eq!(reply.error(), "invalid_token");
             prop_assert!(
                 reply
                     .challenge()

@@ -17,10 +17,7 @@ async fn ten_thousand_requests_from_fifty_tasks_count_exactly_after_shutdown() {
         .unwrap();
     let app = app(&keyward);
     let (id, token) = issue(&keyward, NewKey::service("ci").scopes(["books:read"])).await;
-    let writes_before = store
-        .counts
-        .writes
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let writes_before = store.counts.writes();
 
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -45,10 +42,7 @@ async fn ten_thousand_requests_from_fifty_tasks_count_exactly_after_shutdown() {
         "usage was written on the request path"
     );
     assert_eq!(
-        store
-            .counts
-            .writes
-            .load(std::sync::atomic::Ordering::SeqCst),
+        store.counts.writes(),
         writes_before,
         "a request wrote to the store"
     );

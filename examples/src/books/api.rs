@@ -2,31 +2,26 @@
 //!
 //! Handlers return [`AppError`] for database failures, which answers 503 with `Retry-After`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::Router;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use keyward::Problem;
+use keyward::{Json, Principal, Problem, require_scopes};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
     TransactionTrait,
 };
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::auth::{Caller, require};
-use super::db::{book, list, reading_event, review};
+use super::auth::{USERS_ADMIN, role_grants};
+use super::db::{book, list, reading_event, review, user};
 use super::{AppError, AppState};
 
 /// Every `/api/v1` route except key management.
-pub fn router(state: &AppState) -> Router<AppState> {
-    let guard = |scope: &'static str| {
-        from_fn_with_state(state.clone(), move |s, r, n| require(scope, s, r, n))
-    };
+pub fn router() -> Router<AppState> {
+    let guard = |scope: &'static str| require_scopes([scope]);
     Router::new()
         .route("/books", get(list_books).route_layer(guard("books:read")))
         .route(
@@ -64,70 +59,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/metadata",
             get(metadata).route_layer(guard("metadata:read")),
         )
+        .route(
+            "/users/{id}",
+            axum::routing::patch(change_role).route_layer(guard(USERS_ADMIN)),
+        )
 }
 
-/// `Json` whose rejections are problem+json: 400 for malformed JSON, 422 for a wrong shape.
-#[derive(Debug)]
-pub struct AppJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(&rejection).into_response()),
-        }
-    }
-}
-
-fn json_problem(rejection: &JsonRejection) -> Problem {
-    match rejection {
-        JsonRejection::JsonDataError(e) => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
-                .title("The body does not have the expected fields")
-                .detail(e.body_text())
-        }
-        JsonRejection::MissingJsonContentType(_) => {
-            Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                .detail("send the body as application/json")
-        }
-        other => Problem::new(StatusCode::BAD_REQUEST, "malformed_body")
-            .title("The body is not valid JSON")
-            .detail(other.body_text()),
-    }
-}
-
+/// A 422 naming `field`, in the shape of every validation error.
 fn invalid(field: &str, message: &str) -> Response {
-    Invalid {
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }
-    .into_response()
-}
-
-/// A field that failed validation: 422 naming it.
-#[derive(Debug)]
-struct Invalid {
-    field: String,
-    message: String,
-}
-
-impl IntoResponse for Invalid {
-    fn into_response(self) -> Response {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
-            .title("Invalid field")
-            .detail(format!("{}: {}", self.field, self.message))
-            .member("field", self.field)
-            .into_response()
-    }
-}
-
-fn invalid_field(field: &str, message: &str) -> Invalid {
-    Invalid {
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }
+    Problem::invalid(field, message).into_response()
 }
 
 fn not_found(what: &str) -> Response {
@@ -175,14 +115,14 @@ struct ValidBook {
     isbn: Option<String>,
 }
 
-fn validate_book(input: &BookInput) -> Result<ValidBook, Invalid> {
+fn validate_book(input: &BookInput) -> Result<ValidBook, (&'static str, &'static str)> {
     let title = input.title.trim().to_owned();
     if title.is_empty() || title.chars().count() > 300 {
-        return Err(invalid_field("title", "must be 1 to 300 characters"));
+        return Err(("title", "must be 1 to 300 characters"));
     }
     let author = input.author.trim().to_owned();
     if author.is_empty() || author.chars().count() > 200 {
-        return Err(invalid_field("author", "must be 1 to 200 characters"));
+        return Err(("author", "must be 1 to 200 characters"));
     }
     let isbn = match input
         .isbn
@@ -190,10 +130,9 @@ fn validate_book(input: &BookInput) -> Result<ValidBook, Invalid> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        Some(raw) => Some(
-            normalize_isbn(raw)
-                .ok_or_else(|| invalid_field("isbn", "is not a valid ISBN-10 or ISBN-13"))?,
-        ),
+        Some(raw) => {
+            Some(normalize_isbn(raw).ok_or(("isbn", "is not a valid ISBN-10 or ISBN-13"))?)
+        }
         None => None,
     };
     Ok(ValidBook {
@@ -205,12 +144,12 @@ fn validate_book(input: &BookInput) -> Result<ValidBook, Invalid> {
 
 async fn create_book(
     State(state): State<AppState>,
-    caller: Caller,
-    AppJson(input): AppJson<BookInput>,
+    caller: Principal,
+    Json(input): Json<BookInput>,
 ) -> Result<Response, AppError> {
     let book = match validate_book(&input) {
         Ok(book) => book,
-        Err(invalid) => return Ok(invalid.into_response()),
+        Err((field, message)) => return Ok(invalid(field, message)),
     };
     let saved = book::ActiveModel {
         title: Set(book.title),
@@ -247,7 +186,7 @@ pub struct BookPatch {
 async fn update_book(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    AppJson(patch): AppJson<BookPatch>,
+    Json(patch): Json<BookPatch>,
 ) -> Result<Response, AppError> {
     let Some(existing) = book::Entity::find_by_id(id).one(&state.db).await? else {
         return Ok(not_found("book"));
@@ -259,7 +198,7 @@ async fn update_book(
     };
     let book = match validate_book(&merged) {
         Ok(book) => book,
-        Err(invalid) => return Ok(invalid.into_response()),
+        Err((field, message)) => return Ok(invalid(field, message)),
     };
     let mut active = existing.into_active_model();
     active.title = Set(book.title);
@@ -287,7 +226,7 @@ async fn delete_book(
 
 async fn list_reading_events(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Principal,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let mut select = reading_event::Entity::find().order_by_desc(reading_event::Column::Id);
     // A person sees their own reading; a service key sees everyone's.
@@ -309,8 +248,8 @@ pub struct ReadingEventInput {
 
 async fn create_reading_event(
     State(state): State<AppState>,
-    caller: Caller,
-    AppJson(input): AppJson<ReadingEventInput>,
+    caller: Principal,
+    Json(input): Json<ReadingEventInput>,
 ) -> Result<Response, AppError> {
     let Some(user) = caller.user_id() else {
         return Ok(Problem::new(StatusCode::FORBIDDEN, "person_required")
@@ -352,7 +291,7 @@ async fn list_reviews(State(state): State<AppState>) -> Result<Json<serde_json::
 
 async fn list_lists(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Principal,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let mut select = list::Entity::find().order_by_asc(list::Column::Id);
     if let Some(user) = caller.user_id() {
@@ -370,8 +309,8 @@ pub struct ImportInput {
 
 async fn import_books(
     State(state): State<AppState>,
-    caller: Caller,
-    AppJson(input): AppJson<ImportInput>,
+    caller: Principal,
+    Json(input): Json<ImportInput>,
 ) -> Result<Response, AppError> {
     if input.books.is_empty() || input.books.len() > 1000 {
         return Ok(invalid("books", "must hold 1 to 1000 books"));
@@ -381,10 +320,7 @@ async fn import_books(
         match validate_book(book) {
             Ok(book) => valid.push(book),
             Err(e) => {
-                return Ok(invalid(
-                    "books",
-                    &format!("book {i}: {}: {}", e.field, e.message),
-                ));
+                return Ok(invalid("books", &format!("book {i}: {}: {}", e.0, e.1)));
             }
         }
     }
@@ -491,4 +427,35 @@ mod tests {
         assert_eq!(normalize_isbn("978-0-306-40615-8"), None);
         assert_eq!(normalize_isbn("abc"), None);
     }
+}
+
+/// A user's new role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInput {
+    role: String,
+}
+
+/// `PATCH /api/v1/users/{id}`: changes a user's role. keyward hears of it at once, so the
+/// user's keys and sessions hold the new role's scopes from their next request on.
+async fn change_role(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(input): Json<RoleInput>,
+) -> Result<Response, AppError> {
+    if !["admin", "user"].contains(&input.role.as_str()) {
+        return Ok(invalid("role", "must be admin or user"));
+    }
+    let Some(found) = user::Entity::find_by_id(id.clone()).one(&state.db).await? else {
+        return Ok(Problem::new(StatusCode::NOT_FOUND, "not_found")
+            .detail("no such user")
+            .into_response());
+    };
+    let mut model = found.into_active_model();
+    model.role = Set(input.role.clone());
+    let updated = model.update(&state.db).await?;
+    state.keyward.invalidate_owner(&updated.id).await?;
+    let scopes = role_grants(state.keyward.catalog(), &updated.role).to_strings();
+    Ok(Json(json!({ "id": updated.id, "username": updated.username, "role": updated.role, "scopes": scopes }))
+        .into_response())
 }

@@ -1,6 +1,7 @@
 //! People log in with a password and get a session cookie; scripts present API keys. Both
-//! reach the same routes, guarded by the same scopes: a session holds its role's scopes, a key
-//! its own scopes bounded by its owner's role.
+//! reach the same routes through keyward's guards: [`BooksCallers`] tells keyward who is
+//! signed in and what each user's role grants now, so a session holds its role's scopes and a
+//! key its own scopes bounded by its owner's role.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,16 +9,15 @@ use std::sync::{Arc, RwLock};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use keyward::{AuthError, Principal, Problem, ScopeCatalog, ScopeSet};
+use keyward::{CallerError, Callers, Problem, ScopeCatalog, ScopeSet, User};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 
 use super::db::user;
@@ -26,14 +26,18 @@ use super::{AppError, AppState};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "books_session";
 
-/// A role's scopes: `admin` holds every scope, `user` every scope but `keys:admin`.
+/// The scope that lets an admin change users' roles.
+pub const USERS_ADMIN: &str = "users:admin";
+
+/// A role's scopes: `admin` holds every scope, `user` every scope but `keys:admin` and
+/// `users:admin`.
 #[must_use]
 pub fn role_grants(catalog: &ScopeCatalog, role: &str) -> ScopeSet {
     let mut all = catalog.all_scopes();
     if role != "admin" {
         all = all
             .into_iter()
-            .filter(|s| s.as_str() != keyward::core::scope::KEYS_ADMIN)
+            .filter(|s| ![keyward::core::KEYS_ADMIN, USERS_ADMIN].contains(&s.as_str()))
             .collect();
     }
     all
@@ -66,21 +70,22 @@ pub fn generate_password() -> String {
     Alphanumeric.sample_string(&mut OsRng, 20)
 }
 
-/// Logged-in sessions, in memory: a restart logs everyone out, keys keep working.
+/// Logged-in sessions, in memory: session id → user id. A restart logs everyone out; keys
+/// keep working. The user's role is read on every request, never copied into the session.
 #[derive(Debug, Clone, Default)]
-pub struct Sessions(Arc<RwLock<HashMap<String, SessionUser>>>);
+pub struct Sessions(Arc<RwLock<HashMap<String, String>>>);
 
 impl Sessions {
-    fn start(&self, user: SessionUser) -> String {
+    fn start(&self, user_id: String) -> String {
         let id = Alphanumeric.sample_string(&mut OsRng, 43);
         self.0
             .write()
             .expect("sessions lock")
-            .insert(id.clone(), user);
+            .insert(id.clone(), user_id);
         id
     }
 
-    fn get(&self, id: &str) -> Option<SessionUser> {
+    fn user_id(&self, id: &str) -> Option<String> {
         self.0.read().expect("sessions lock").get(id).cloned()
     }
 
@@ -89,94 +94,62 @@ impl Sessions {
     }
 }
 
-/// A logged-in person, placed in the request extensions by [`session_layer`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUser {
-    /// User id.
-    pub id: String,
-    /// Login name.
-    pub username: String,
-    /// `admin` or `user`.
-    pub role: String,
-}
-
-/// Who is calling a route: a key or a logged-in person.
+/// The book tracker's people, for keyward: the session cookie's user, each user's role as it
+/// is now in the database, and the list of users for the management page.
 #[derive(Debug, Clone)]
-pub enum Caller {
-    /// An API key.
-    Key(Principal),
-    /// A session.
-    Session(SessionUser),
+pub struct BooksCallers {
+    db: DatabaseConnection,
+    sessions: Sessions,
+    catalog: ScopeCatalog,
 }
 
-impl Caller {
-    /// The user the request acts for; `None` for a service key.
+impl BooksCallers {
+    /// Users in `db`, sessions in `sessions`, roles mapped to scopes of `catalog`.
     #[must_use]
-    pub fn user_id(&self) -> Option<&str> {
-        match self {
-            Self::Key(principal) => principal.owner(),
-            Self::Session(user) => Some(&user.id),
+    pub fn new(db: DatabaseConnection, sessions: Sessions, catalog: ScopeCatalog) -> Self {
+        Self {
+            db,
+            sessions,
+            catalog,
         }
+    }
+
+    fn user(&self, model: user::Model) -> User {
+        let scopes = role_grants(&self.catalog, &model.role);
+        User::new(model.id, model.username, scopes)
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(Self::Key(principal.clone()));
-        }
-        if let Some(user) = parts.extensions.get::<SessionUser>() {
-            return Ok(Self::Session(user.clone()));
-        }
-        Err(AuthError::MissingCredential
-            .to_problem("books")
-            .into_response())
+impl Callers for BooksCallers {
+    async fn session(&self, parts: &Parts) -> Result<Option<User>, CallerError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(user_id) = jar
+            .get(SESSION_COOKIE)
+            .and_then(|cookie| self.sessions.user_id(cookie.value()))
+        else {
+            return Ok(None);
+        };
+        // A deleted user's session ends with the user.
+        Callers::user(self, &user_id).await
     }
-}
 
-/// Puts the [`SessionUser`] of a valid session cookie into the request extensions.
-pub async fn session_layer(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if let Some(user) = jar
-        .get(SESSION_COOKIE)
-        .and_then(|c| state.sessions.get(c.value()))
-    {
-        request.extensions_mut().insert(user);
+    async fn user(&self, id: &str) -> Result<Option<User>, CallerError> {
+        let found = user::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(CallerError::new)?;
+        Ok(found.map(|model| self.user(model)))
     }
-    next.run(request).await
-}
 
-/// Admits the request if its caller holds `scope`: a key through its effective scopes, a
-/// session through its role. Otherwise 401 (nobody) or 403 `insufficient_scope`.
-pub async fn require(
-    scope: &'static str,
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let allowed = if let Some(principal) = request.extensions().get::<Principal>() {
-        principal.has_scope(scope)
-    } else if let Some(user) = request.extensions().get::<SessionUser>() {
-        state
-            .keyward
-            .catalog()
-            .expand(&role_grants(state.keyward.catalog(), &user.role))
-            .allows_str(scope)
-    } else {
-        return state.keyward.error_response(&AuthError::MissingCredential);
-    };
-    if allowed {
-        next.run(request).await
-    } else {
-        state.keyward.error_response(&AuthError::InsufficientScope {
-            scope: scope.into(),
-        })
+    async fn users(&self) -> Result<Option<Vec<User>>, CallerError> {
+        let users = user::Entity::find()
+            .order_by_asc(user::Column::Username)
+            .all(&self.db)
+            .await
+            .map_err(CallerError::new)?;
+        Ok(Some(
+            users.into_iter().map(|model| self.user(model)).collect(),
+        ))
     }
 }
 
@@ -215,12 +188,7 @@ pub async fn login(
                 .into_response(),
         );
     };
-    let session = SessionUser {
-        id: user.id.clone(),
-        username: user.username.clone(),
-        role: user.role.clone(),
-    };
-    let id = state.sessions.start(session);
+    let id = state.sessions.start(user.id.clone());
     let cookie = Cookie::build((SESSION_COOKIE, id))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -245,45 +213,3 @@ pub async fn logout(State(state): State<AppState>, jar: CookieJar) -> (CookieJar
 
 /// A valid Argon2id hash of a random password, compared against for unknown usernames.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Bd3yGRWYUa/4+lWh1Lk0cJ3ViLtzaqYbMtaGyWpN7Xg";
-
-/// The owner resolver: a key's owner holds the scopes of their current role; a deleted user
-/// holds nothing (`None`), so their keys stop working.
-pub fn resolver(db: DatabaseConnection, catalog: ScopeCatalog) -> impl keyward::OwnerResolver {
-    keyward::resolver_fn(move |owner: String| {
-        let db = db.clone();
-        let catalog = catalog.clone();
-        async move {
-            let user = user::Entity::find_by_id(owner)
-                .one(&db)
-                .await
-                .map_err(keyward::ResolverError::new)?;
-            Ok(user.map(|u| role_grants(&catalog, &u.role)))
-        }
-    })
-}
-
-/// Tells the key management router who a logged-in person is: their id and their role's
-/// scopes (an admin holds `keys:admin` and manages every user's keys).
-#[derive(Debug, Clone)]
-pub struct AdminSessions {
-    catalog: ScopeCatalog,
-}
-
-impl AdminSessions {
-    /// Sessions checked against `catalog`.
-    #[must_use]
-    pub fn new(catalog: ScopeCatalog) -> Self {
-        Self { catalog }
-    }
-}
-
-impl keyward_admin::ActorSource for AdminSessions {
-    async fn actor(
-        &self,
-        parts: &mut Parts,
-    ) -> Result<Option<keyward_admin::Actor>, keyward_admin::AdminError> {
-        Ok(parts.extensions.get::<SessionUser>().map(|user| {
-            keyward_admin::Actor::user(user.id.clone(), role_grants(&self.catalog, &user.role))
-        }))
-    }
-}

@@ -20,7 +20,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keyward::{CredentialSource, Keyward, NewKey, Problem, ScopeCatalog, StoreErrorKind};
@@ -242,6 +241,7 @@ pub fn catalog() -> ScopeCatalog {
         .scope("lists:write", "Change your reading lists")
         .scope("import:write", "Import books in bulk")
         .scope("metadata:read", "Look books up by ISBN")
+        .scope(auth::USERS_ADMIN, "Change users' roles")
         .implies("books:write", "books:read")
         .implies("reading:write", "reading:read")
         .implies("reviews:write", "reviews:read")
@@ -293,6 +293,7 @@ impl App {
         db::migrate(&db).await?;
 
         let catalog = catalog();
+        let sessions = auth::Sessions::default();
         let mut builder = Keyward::builder(store)
             .prefix("books")
             .realm("books")
@@ -305,7 +306,11 @@ impl App {
             ])
             .trusted_proxies(config.trusted_proxies.clone())
             .usage_flush_interval(config.usage_flush_interval)
-            .resolver(auth::resolver(db.clone(), catalog.clone()));
+            .callers(auth::BooksCallers::new(
+                db.clone(),
+                sessions.clone(),
+                catalog.clone(),
+            ));
         if let Some(pepper) = &config.pepper {
             builder = builder.pepper(pepper.as_bytes().to_vec());
         }
@@ -320,7 +325,7 @@ impl App {
         let state = AppState {
             db: db.clone(),
             keyward: keyward.clone(),
-            sessions: auth::Sessions::default(),
+            sessions,
         };
         let router = router(state);
         Ok(Self {
@@ -366,16 +371,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { Redirect::to("/settings/tokens") }))
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
-        .nest("/api/v1", api::router(&state))
-        .nest(
-            "/api/v1/tokens",
-            keyward_admin::router_with(auth::AdminSessions::new(keyward.catalog().clone())),
-        )
+        .nest("/api/v1", api::router())
+        .nest("/api/v1/tokens", keyward_admin::router())
         .route(
             "/settings/tokens",
             get(|| async { Redirect::to("/api/v1/tokens/ui") }),
         )
-        .layer(from_fn_with_state(state.clone(), auth::session_layer))
         .layer(keyward.layer().optional())
         .with_state(state)
 }

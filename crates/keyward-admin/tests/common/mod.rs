@@ -6,11 +6,13 @@
 use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use keyward::{Expiry, KeyId, Keyward, ManualClock, MemoryStore, NewKey, ScopeCatalog};
+use http::{Method, Request};
+use keyward::{
+    Expiry, KeyId, Keyward, KeywardBuilder, ManualClock, MemoryStore, NewKey, ScopeCatalog,
+};
+pub use keyward_test_support::Reply;
+use keyward_test_support::{issue, request, send};
 use serde_json::Value;
-use tower::ServiceExt;
 
 pub const MOUNT: &str = "/admin";
 
@@ -40,14 +42,18 @@ pub struct TestApp {
 
 impl TestApp {
     pub fn new() -> Self {
+        Self::with(|builder| builder)
+    }
+
+    /// The application with more configuration, e.g. the application's callers.
+    pub fn with(configure: impl FnOnce(KeywardBuilder) -> KeywardBuilder) -> Self {
         let clock = ManualClock::new(start());
         let store = MemoryStore::new();
-        let keys = Keyward::builder(store.clone())
+        let builder = Keyward::builder(store.clone())
             .prefix("books")
             .catalog(catalog())
-            .clock(clock.clone())
-            .build()
-            .expect("valid configuration");
+            .clock(clock.clone());
+        let keys = configure(builder).build().expect("valid configuration");
         let router = Router::new()
             .nest(MOUNT, keyward_admin::router())
             .layer(keys.layer().optional())
@@ -60,7 +66,18 @@ impl TestApp {
         }
     }
 
-    /// A personal key of `owner` with `scopes`, never expiring unless `expiry` says so.
+    /// A personal key of `owner` with `scopes` that never expires, to act in tests of what
+    /// keys can be created: a key that expires bounds the expiry of the keys it creates.
+    pub async fn manager(&self, owner: &str, scopes: &[&str]) -> Minted {
+        self.mint(
+            NewKey::personal(format!("{owner}'s key"), owner)
+                .scopes(scopes.iter().copied())
+                .expiry(Expiry::Never),
+        )
+        .await
+    }
+
+    /// A personal key of `owner` with `scopes`, expiring in 30 days.
     pub async fn personal(&self, owner: &str, scopes: &[&str]) -> Minted {
         self.mint(
             NewKey::personal(format!("{owner}'s key"), owner)
@@ -70,7 +87,7 @@ impl TestApp {
         .await
     }
 
-    /// A service key with `scopes`.
+    /// A service key with `scopes`, expiring in 30 days.
     pub async fn service(&self, scopes: &[&str]) -> Minted {
         self.mint(
             NewKey::service("service key")
@@ -81,36 +98,12 @@ impl TestApp {
     }
 
     pub async fn mint(&self, new: NewKey) -> Minted {
-        let issued = self.keys.create(new).await.expect("key created");
-        Minted {
-            id: issued.record.id,
-            token: issued.token.expose_secret().to_owned(),
-        }
+        let (id, token) = issue(&self.keys, new).await;
+        Minted { id, token }
     }
 
     pub async fn call(&self, request: Request<Body>) -> Reply {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            json,
-            text,
-        }
+        send(&self.router, request).await
     }
 
     /// `method` on `path` (relative to the mount point) as `token`, with an optional JSON body.
@@ -121,20 +114,26 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{MOUNT}{path}"));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .expect("valid request");
-        self.call(request).await
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        self.send_with(method, path, &headers, body).await
+    }
+
+    /// `method` on `path` (relative to the mount point) with `headers`, with an optional JSON
+    /// body.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let path = format!("{MOUNT}{path}");
+        self.call(request(method, &path, headers, body.as_ref()))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -150,45 +149,4 @@ impl TestApp {
 pub struct Minted {
     pub id: KeyId,
     pub token: String,
-}
-
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub json: Value,
-    pub text: String,
-}
-
-impl Reply {
-    /// Asserts the status, and for errors the problem+json shape; returns self.
-    #[track_caller]
-    pub fn expect(self, status: u16) -> Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        if status >= 400 {
-            assert_eq!(
-                self.headers["content-type"], "application/problem+json",
-                "errors are problem+json; body: {}",
-                self.text
-            );
-            assert_eq!(self.json["status"], status, "body: {}", self.text);
-            assert!(self.json["error"].is_string(), "body: {}", self.text);
-        }
-        self
-    }
-
-    /// The `field` a 422 names.
-    pub fn field(&self) -> &str {
-        self.json["field"].as_str().unwrap_or_default()
-    }
-
-    /// The `error` code of a problem.
-    pub fn error(&self) -> &str {
-        self.json["error"].as_str().unwrap_or_default()
-    }
 }

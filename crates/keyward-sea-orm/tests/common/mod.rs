@@ -11,32 +11,83 @@ use keyward_core::conformance::{personal_key, t0};
 use keyward_core::{KeyChanges, KeyStore, ScopeCatalog, StoreErrorKind, UsageUpdate};
 use keyward_sea_orm::SeaOrmStore;
 use keyward_sea_orm::entity::{Column, Entity};
+use keyward_test_support::TestDatabase;
 use sea_orm::sea_query::{Alias, Expr, Table};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
 };
 use sea_orm_migration::prelude::*;
 
-/// One `#[tokio::test]` per named check of this module, each on a fresh database of type
-/// `$db` (with `async fn create() -> Option<Self>`, `async fn store(&self)` and
-/// `async fn drop(self)`); `None` from `create` means the backend is not configured.
+/// What every database server runs, each test on a fresh database made by `$create`
+/// (`TestDatabase::postgres` or `TestDatabase::mysql`; `None` from it means the server is not
+/// configured): the core conformance suite, keyward's migrations beside a host's own, and the
+/// checks of this module. `$scheme_and_user` and `$path` make the URL of a closed port.
 #[allow(unused_macros)] // the SQLite file builds its stores differently
-macro_rules! store_checks {
-    ($db:ty; $($check:ident),+ $(,)?) => {
+macro_rules! server_tests {
+    ($create:path, $scheme_and_user:literal, $path:literal) => {
+        /// The conformance factory.
+        async fn store() -> Option<keyward_sea_orm::SeaOrmStore> {
+            common::kept_store($create).await
+        }
+
+        keyward_core::conformance_tests!(store);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn migrations_run_twice_and_leave_the_host_history_alone() {
+            let Some(db) = $create().await else {
+                return;
+            };
+            common::migrations_leave_host_history_alone(&db.connect().await).await;
+            db.remove().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn closed_port_is_unavailable() {
+            common::closed_port_is_unavailable($scheme_and_user, $path).await;
+        }
+
+        common::server_tests!(@checks $create;
+            usage_survives_concurrent_changes,
+            batch_with_repeated_key,
+            microseconds_round_trip,
+            corrupt_rows_are_errors,
+            missing_table_is_unavailable,
+        );
+    };
+    (@checks $create:path; $($check:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let Some(db) = <$db>::create().await else {
+                let Some(db) = $create().await else {
                     return;
                 };
-                common::$check(db.store().await).await;
-                db.drop().await;
+                common::$check(common::store(&db).await).await;
+                db.remove().await;
             }
         )+
     };
 }
 #[allow(unused_imports)]
-pub(crate) use store_checks;
+pub(crate) use server_tests;
+
+/// A store (a pool of its own) on `db`, migrated.
+pub(crate) async fn store(db: &TestDatabase) -> SeaOrmStore {
+    SeaOrmStore::connect_and_migrate(db.options())
+        .await
+        .expect("connect and migrate")
+}
+
+/// The conformance factory: a store on a fresh database made by `create`. The database stays
+/// until a later run removes it: the suite takes the store by value and has no teardown.
+pub(crate) async fn kept_store<F>(create: impl FnOnce() -> F) -> Option<SeaOrmStore>
+where
+    F: Future<Output = Option<TestDatabase>>,
+{
+    let db = create().await?;
+    let store = store(&db).await;
+    db.keep();
+    Some(store)
+}
 
 /// A host application's own migrations, recorded in SeaORM's default `seaql_migrations`.
 struct HostMigrator;
@@ -113,8 +164,11 @@ pub(crate) async fn migrations_leave_host_history_alone(db: &DatabaseConnection)
 
     assert_eq!(versions(db, "seaql_migrations").await, host_before);
     assert_eq!(versions(db, "keyward_migrations").await, ours);
-    assert_eq!(ours.len(), 1);
-    assert!(ours[0].0.contains("keyward"), "{ours:?}");
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert!(
+        ours.iter().all(|(name, _)| name.contains("keyward")),
+        "{ours:?}"
+    );
     assert!(
         HostMigrator::get_pending_migrations(db)
             .await

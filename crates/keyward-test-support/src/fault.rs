@@ -4,7 +4,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! use keyward_tests::{FaultMode, FaultProxy};
+//! use keyward_test_support::{FaultMode, FaultProxy};
 //!
 //! let proxy = FaultProxy::in_front_of("postgres://postgres@127.0.0.1:5432/postgres").await?;
 //! let url = proxy.rewrite_url("postgres://postgres@127.0.0.1:5432/postgres");
