@@ -36,6 +36,8 @@ impl Actor {
 pub(crate) enum Operation<'a> {
     /// Read the scope catalog.
     Catalog,
+    /// List the application's users (the owner picker): administrators only.
+    Users,
     /// List keys, of `owner` when given.
     List { owner: Option<&'a str> },
     /// See one key.
@@ -112,7 +114,9 @@ pub(crate) fn authorize(actor: &Actor, operation: Operation<'_>) -> Result<Reach
         return Ok(Reach::All(None));
     }
     let need = match operation {
-        Operation::Catalog | Operation::List { .. } | Operation::Read(_) => KEYS_READ,
+        Operation::Catalog | Operation::Users | Operation::List { .. } | Operation::Read(_) => {
+            KEYS_READ
+        }
         _ => KEYS_WRITE,
     };
     if !actor.principal.has_scope(need) && !actor.is_admin() {
@@ -130,6 +134,10 @@ pub(crate) fn authorize(actor: &Actor, operation: Operation<'_>) -> Result<Reach
     };
     match operation {
         Operation::Catalog | Operation::RefreshSelf => Ok(reach),
+        Operation::Users => match reach {
+            Reach::All(_) => Ok(reach),
+            Reach::Own(_) => Err(admin_needed()),
+        },
         Operation::List { owner } => match (reach, owner) {
             (Reach::All(_), owner) => Ok(Reach::All(owner.map(str::to_owned))),
             (Reach::Own(me), Some(wanted)) if wanted != me => Err(admin_needed()),

@@ -129,6 +129,8 @@ impl Who {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Catalog,
+    /// List the application's users.
+    Users,
     /// List without naming an owner: one's own keys, or an administrator's every key.
     ListMine,
     ListAlice,
@@ -149,8 +151,9 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::Catalog,
+        Self::Users,
         Self::ListMine,
         Self::ListAlice,
         Self::ListBob,
@@ -212,6 +215,7 @@ impl Fixture {
         }
         match op {
             Op::Catalog => Operation::Catalog,
+            Op::Users => Operation::Users,
             Op::ListMine | Op::ListAlice | Op::ListBob => Operation::List {
                 owner: op.list_owner(),
             },
@@ -287,6 +291,7 @@ fn authorization_matrix() {
     #[rustfmt::skip]
     let matrix = [
         (AliceKey, Catalog, All),
+        (AliceKey, Users, Lacks(KEYS_ADMIN)),
         (AliceKey, ListMine, Own),
         (AliceKey, ListAlice, Own),
         (AliceKey, ListBob, Lacks(KEYS_ADMIN)),
@@ -301,6 +306,7 @@ fn authorization_matrix() {
         (AliceKey, Refresh, Own),
 
         (BobKey, Catalog, All),
+        (BobKey, Users, Lacks(KEYS_ADMIN)),
         (BobKey, ListMine, Own),
         (BobKey, ListAlice, Lacks(KEYS_ADMIN)),
         (BobKey, ListBob, Own),
@@ -315,6 +321,7 @@ fn authorization_matrix() {
         (BobKey, Refresh, NotFound),
 
         (AdminKey, Catalog, All),
+        (AdminKey, Users, All),
         (AdminKey, ListMine, All),
         (AdminKey, ListAlice, All),
         (AdminKey, ListBob, All),
@@ -329,6 +336,7 @@ fn authorization_matrix() {
         (AdminKey, Refresh, All),
 
         (ServiceKey, Catalog, All),
+        (ServiceKey, Users, Lacks(KEYS_ADMIN)),
         (ServiceKey, ListMine, Lacks(KEYS_ADMIN)),
         (ServiceKey, ListAlice, Lacks(KEYS_ADMIN)),
         (ServiceKey, ListBob, Lacks(KEYS_ADMIN)),
@@ -343,6 +351,7 @@ fn authorization_matrix() {
         (ServiceKey, Refresh, Lacks(KEYS_ADMIN)),
 
         (NoKeysScope, Catalog, Lacks(KEYS_READ)),
+        (NoKeysScope, Users, Lacks(KEYS_READ)),
         (NoKeysScope, ListMine, Lacks(KEYS_READ)),
         (NoKeysScope, ListAlice, Lacks(KEYS_READ)),
         (NoKeysScope, ListBob, Lacks(KEYS_READ)),
@@ -357,6 +366,7 @@ fn authorization_matrix() {
         (NoKeysScope, Refresh, Lacks(KEYS_WRITE)),
 
         (AliceSession, Catalog, All),
+        (AliceSession, Users, Lacks(KEYS_ADMIN)),
         (AliceSession, ListMine, Own),
         (AliceSession, ListAlice, Own),
         (AliceSession, ListBob, Lacks(KEYS_ADMIN)),
@@ -371,6 +381,7 @@ fn authorization_matrix() {
         (AliceSession, Refresh, Own),
 
         (AdminSession, Catalog, All),
+        (AdminSession, Users, All),
         (AdminSession, ListMine, All),
         (AdminSession, ListAlice, All),
         (AdminSession, ListBob, All),

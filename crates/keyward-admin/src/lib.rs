@@ -65,13 +65,19 @@
 //! | `POST /keys/{id}/revoke` | revoke, keep the record | 200 key object |
 //! | `POST /keys/{id}/regenerate` | new token; optional `grace_seconds` (≤ 86400) | 200 `{"key":{…},"token":"…"}` |
 //! | `POST /keys/{id}/refresh` | expiry = now + the key's lifetime (at most 3650 days) | 200 key object |
+//! | `GET /keys/{id}/usage` | uses per day (UTC), oldest first, zeros included; `days` (1–90, default 90) | 200 `{"days":[{"date":"2026-11-23","count":12}]}` |
+//! | `GET /users` | the application's users from [`Callers::users`](keyward::Callers::users), sorted by name (`keys:admin`; 404 when the application does not list them) | 200 `{"users":[{"id","name","scopes"}]}` |
 //! | `GET /self` | the presenting key and its effective scopes | 200 `{"key":{…},"effective_scopes":[…]}` |
 //! | `POST /self/refresh` | refresh the presenting key | 200 key object |
 //! | `GET /openapi.json` | the [OpenAPI 3.1 document](openapi) | 200 |
-//! | `GET /ui` (feature `ui`) | the management page, with `/ui/app.js` and `/ui/app.css` | 200 HTML |
+//! | `GET /ui` (feature `ui`) | the management page, with `/ui/app.css` and its script modules (`/ui/app.js`, ...) | 200 HTML |
 //!
 //! Listing pages are newest first; the cursor is opaque, and keys created while a client
 //! pages through never shift the pages it has yet to read.
+//!
+//! Every key object counts the uses this instance has not yet written to the store
+//! (`usage_count`, `last_used_at`, `last_used_ip`), so a key shows as used the moment it was,
+//! not only after the next usage flush; so do the daily counts of `/keys/{id}/usage`.
 //!
 //! # Who may do what
 //!
@@ -90,6 +96,10 @@
 //!   not hold itself, and an actor never regenerates (and so receives a token for) a key
 //!   holding a scope it lacks: 403 `insufficient_scope` naming the scope. A scope outside the
 //!   catalog is 422 naming `scopes`.
+//! * Owners are the application's users: with [`Callers`](keyward::Callers), a personal key
+//!   for an owner [`Callers::user`](keyward::Callers::user) does not know is 422 naming
+//!   `owner`, and a key created with (or changed to) scopes its owner does not hold is 422
+//!   naming `scopes` and each missing scope, rather than a key that silently does less.
 //! * A service key has no user to own keys: it manages keys only with `keys:admin`.
 //! * `GET /self` and `POST /self/refresh` need a presented key (401 otherwise) but no
 //!   management scope: a key may always see and refresh itself, except
@@ -126,6 +136,8 @@ mod openapi;
 mod routes;
 #[cfg(feature = "ui")]
 mod ui;
+mod usage;
+mod users;
 
 use std::fmt;
 
@@ -138,7 +150,8 @@ use keyward::Keyward;
 pub use error::AdminError;
 pub use model::{
     CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, ProblemBody,
-    RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest,
+    RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest, UsageHistory, UserEntry,
+    UserList,
 };
 pub use openapi::openapi;
 pub use routes::PAGE_LIMIT;
@@ -275,15 +288,17 @@ where
             "/keys/{id}/refresh",
             post(routes::refresh_key),
         ),
+        endpoint(Method::GET, "/keys/{id}/usage", get(usage::key_usage)),
         endpoint(Method::GET, "/self", get(routes::get_self)),
         endpoint(Method::POST, "/self/refresh", post(routes::refresh_self)),
+        endpoint(Method::GET, "/users", get(users::list_users)),
         endpoint(Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ];
     #[cfg(feature = "ui")]
-    table.extend([
-        endpoint(Method::GET, "/ui", get(ui::page)),
-        endpoint(Method::GET, "/ui/app.js", get(ui::script)),
-        endpoint(Method::GET, "/ui/app.css", get(ui::stylesheet)),
-    ]);
+    table.extend(
+        ui::routes()
+            .into_iter()
+            .map(|(path, handler)| endpoint(Method::GET, path, handler)),
+    );
     table
 }

@@ -1,7 +1,7 @@
 //! The JSON bodies of the management routes, with their OpenAPI schemas.
 
 use chrono::{DateTime, Datelike, Utc};
-use keyward_core::{CatalogEntry, KeyKind, KeyView};
+use keyward_core::{CatalogEntry, DailyUsage, KeyKind, KeyView};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -28,6 +28,15 @@ pub struct KeyList {
     pub next_cursor: Option<String>,
 }
 
+/// A key's daily use counts (`GET /keys/{id}/usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UsageHistory {
+    /// One entry per day (UTC), oldest first, ending today; a day without uses counts 0.
+    /// Uses not yet written to the store count too, on the day of their latest use.
+    #[schema(example = json!([{"date": "2026-11-22", "count": 0}, {"date": "2026-11-23", "count": 12}]))]
+    pub days: Vec<DailyUsage>,
+}
+
 /// The application's scope catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScopeList {
@@ -52,6 +61,28 @@ impl From<CatalogEntry> for ScopeEntry {
             description: entry.description,
         }
     }
+}
+
+/// The application's users (`GET /users`), for the owner picker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    /// Every user the application lists, sorted by name.
+    pub users: Vec<UserEntry>,
+}
+
+/// One of the application's users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserEntry {
+    /// The id keys name as their owner.
+    #[schema(example = "u-17")]
+    pub id: String,
+    /// What people see.
+    #[schema(example = "Alice")]
+    pub name: String,
+    /// What the user's role grants now, implications included: a key of theirs can hold
+    /// only these.
+    #[schema(example = json!(["books:read", "books:write"]))]
+    pub scopes: Vec<String>,
 }
 
 /// The key that authenticated the request.

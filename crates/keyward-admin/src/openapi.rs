@@ -29,14 +29,17 @@ use crate::routes;
         routes::revoke_key,
         routes::regenerate_key,
         routes::refresh_key,
+        crate::usage::key_usage,
         routes::get_self,
         routes::refresh_self,
+        crate::users::list_users,
         openapi_json,
     ),
     modifiers(&Security),
     tags(
         (name = "scopes", description = "The application's scope catalog"),
         (name = "keys", description = "Managing keys: the caller's own, or every owner's with `keys:admin`"),
+        (name = "users", description = "The application's users, for the owner picker (administrators)"),
         (name = "self", description = "The key that authenticates the request"),
         (name = "meta", description = "This document and the management page"),
     )

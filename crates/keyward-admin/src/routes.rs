@@ -19,6 +19,7 @@ use crate::model::{
     CreateKeyRequest, IssuedKeyBody, KeyList, KeyObject, ProblemBody, RegenerateRequest,
     ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest,
 };
+use crate::users::check_owner;
 
 /// The largest page `GET /keys` returns, and its default.
 pub const PAGE_LIMIT: usize = 100;
@@ -124,7 +125,11 @@ pub(crate) async fn list_keys(
     .owner();
     let page = keys.list(&list).await?;
     Ok(Json(KeyList {
-        keys: page.keys.iter().map(KeyRecord::view).collect(),
+        keys: page
+            .keys
+            .into_iter()
+            .map(|record| key_object(&keys, record))
+            .collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -189,11 +194,13 @@ pub(crate) async fn create_key(
             issued: record,
         },
     )?;
-    let issued = keys.insert(issued?).await?;
+    let issued = issued?;
+    check_owner(&keys, &issued.record).await?;
+    let issued = keys.insert(issued).await?;
     audit::event(&actor.principal, issued.record.id, "create");
     let body = IssuedKeyBody {
-        key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
+        key: key_object(&keys, issued.record),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -220,7 +227,7 @@ pub(crate) async fn get_key(
 ) -> Result<Json<KeyObject>, AdminError> {
     let record = load(&keys, &id).await?;
     authorize(&actor, Operation::Read(&record))?;
-    Ok(Json(record.view()))
+    Ok(Json(key_object(&keys, record)))
 }
 
 /// Changes a key's name, scopes, state, allowed networks, rate limit or metadata.
@@ -269,9 +276,12 @@ pub(crate) async fn update_key(
             after: &after,
         },
     )?;
+    if after.scopes != record.scopes {
+        check_owner(&keys, &after).await?;
+    }
     let updated = keys.update(record.id, changes).await?;
     audit::event(&actor.principal, updated.id, "update");
-    Ok(Json(updated.view()))
+    Ok(Json(key_object(&keys, updated)))
 }
 
 /// Who disables a key, as recorded on it: the actor's user, or its key for a service key.
@@ -315,7 +325,7 @@ pub(crate) async fn revoke_key(
     authorize(&actor, Operation::Revoke(&record))?;
     let revoked = keys.revoke(record.id).await?;
     audit::event(&actor.principal, revoked.id, "revoke");
-    Ok(Json(revoked.view()))
+    Ok(Json(key_object(&keys, revoked)))
 }
 
 /// Deletes a key permanently.
@@ -378,8 +388,8 @@ pub(crate) async fn regenerate_key(
     let issued = keys.regenerate(record.id, grace).await?;
     audit::event(&actor.principal, issued.record.id, "regenerate");
     Ok(Json(IssuedKeyBody {
-        key: issued.record.view(),
         token: issued.token.expose_secret().to_owned(),
+        key: key_object(&keys, issued.record),
     }))
 }
 
@@ -420,7 +430,7 @@ pub(crate) async fn refresh_key(
     )?;
     let refreshed = keys.refresh(record.id).await?;
     audit::event(&actor.principal, refreshed.id, "refresh");
-    Ok(Json(refreshed.view()))
+    Ok(Json(key_object(&keys, refreshed)))
 }
 
 /// The key that authenticates this request and what it may do now.
@@ -442,7 +452,7 @@ pub(crate) async fn get_self(
     let key_id = principal.key_id().ok_or_else(AdminError::not_found)?;
     let record = keys.get(key_id).await?;
     Ok(Json(SelfKey {
-        key: record.view(),
+        key: key_object(&keys, record),
         effective_scopes: principal.scopes().to_strings(),
     }))
 }
@@ -475,11 +485,18 @@ pub(crate) async fn refresh_self(
     let key_id = principal.key_id().ok_or_else(AdminError::not_found)?;
     let refreshed = keys.refresh(key_id).await?;
     audit::event(&principal, refreshed.id, "refresh");
-    Ok(Json(refreshed.view()))
+    Ok(Json(key_object(&keys, refreshed)))
+}
+
+/// The key object of `record`, with the uses this instance counted and has not yet written,
+/// so that a key shows as used the moment it was.
+fn key_object(keys: &Keyward, mut record: KeyRecord) -> KeyObject {
+    keys.include_pending_usage(&mut record);
+    record.view()
 }
 
 /// The key `id`; an id that is not a key id answers 404 like a missing key.
-async fn load(keys: &Keyward, id: &str) -> Result<KeyRecord, AdminError> {
+pub(crate) async fn load(keys: &Keyward, id: &str) -> Result<KeyRecord, AdminError> {
     let id: KeyId = id.parse().map_err(|_| AdminError::not_found())?;
     Ok(keys.get(id).await?)
 }

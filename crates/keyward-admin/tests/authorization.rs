@@ -61,6 +61,14 @@ fn rows() -> Vec<Row> {
             [200, 200, 200, 200, 200, 403],
         ),
         row(
+            // This application has no `Callers`, so administrators learn it lists no users.
+            "users",
+            Method::GET,
+            "/users",
+            None,
+            [403, 403, 404, 403, 404, 403],
+        ),
+        row(
             "list own",
             Method::GET,
             "/keys",
@@ -107,6 +115,13 @@ fn rows() -> Vec<Row> {
             "get",
             Method::GET,
             "/keys/{id}",
+            None,
+            [200, 404, 200, 403, 200, 403],
+        ),
+        row(
+            "usage",
+            Method::GET,
+            "/keys/{id}/usage",
             None,
             [200, 404, 200, 403, 200, 403],
         ),

@@ -1,146 +1,129 @@
-//! The management page in a real browser: headless Chromium driven through chromedriver.
-//!
-//! It presents a bootstrap key, creates a key with two scopes and a 7-day expiry, reads the
-//! one-time token from the page and uses it against the API, revokes the key from the page
-//! and sees its status change, and saves a screenshot to `target/keyward-admin-ui.png`.
+//! The management page in a real browser (headless Chromium through chromedriver), as an
+//! administrator acting with a pasted key: the table, creating keys with every option (each
+//! checked through the API), the accessible-name check, and screenshots at 1400 and 375
+//! pixels, light and dark, saved under `target/screenshots/`. `browser_actions.rs` changes
+//! keys, `browser_session.rs` signs in with a session.
 //!
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` it says it skipped and passes,
 //! unless `CI` is set: then it fails.
 #![cfg(feature = "ui")]
 
-mod common;
+#[path = "common/browser.rs"]
+mod browser;
+#[path = "common/browser_app.rs"]
+mod browser_app;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use axum::Router;
-use axum::routing::get;
-use fantoccini::{Client, ClientBuilder, Locator};
-use http::StatusCode;
-use hyper_util::client::legacy::connect::HttpConnector;
-use keyward::{Expiry, Keyward, MemoryStore, NewKey, Principal, require_scopes};
-use keyward_test_support::{Http, TempDir, TestServer};
+use browser::{
+    Page, cell, guarded, open_create, row, scope, sign_in, take_token, with_browser,
+    with_browser_on,
+};
+use browser_app::{BrowserApp, Planted, UnlistedPeople, plant_keys, self_of, time};
+use chrono::{Duration, Local, NaiveTime, TimeZone, Utc};
+use http::Method;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manage_keys_in_a_real_browser() {
-    let installed = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {CHROMIUM} or {CHROMEDRIVER} is missing: install chromium and \
-             chromium-driver"
-        );
-        eprintln!("browser test skipped: {CHROMIUM} or {CHROMEDRIVER} is not installed");
-        return;
-    }
-
-    let app = App::start().await;
-    let driver = Driver::start().await;
-    let profile = TempDir::new();
-    let browser = driver.browser(profile.path()).await;
-    let result = walk(&browser, &app).await;
-    let closed = browser.close().await;
-    drop(driver);
-    app.stop().await;
-    result.unwrap();
-    closed.expect("the browser closes");
+async fn an_administrator_creates_keys_in_the_page() {
+    with_browser(|page, app| async move {
+        let result = guarded(walk(&page, &app)).await;
+        (page, app, result)
+    })
+    .await;
 }
 
-async fn walk(browser: &Client, app: &App) -> Result<(), String> {
-    browser
-        .set_window_size(1440, 1000)
-        .await
-        .map_err(|e| e.to_string())?;
-    browser
-        .goto(&format!("http://{}/api/v1/tokens/ui", app.server.addr()))
-        .await
-        .map_err(|e| e.to_string())?;
+/// An application that does not list its users: the administrator names the owner by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_user_list_the_owner_is_named_by_id() {
+    with_browser_on(
+        BrowserApp::start_with(UnlistedPeople),
+        |page, app| async move {
+            let result = guarded(owner_by_id(&page, &app)).await;
+            (page, app, result)
+        },
+    )
+    .await;
+}
 
-    // Without credentials the page asks for some.
-    wait_for(browser, "body[data-state='signed-out']").await?;
+async fn owner_by_id(page: &Page, app: &BrowserApp) -> Result<(), String> {
+    sign_in(page, app).await?;
+    // No names to show: the owner column shows the id.
+    assert_eq!(cell(page, &app.admin.id, "owner").await?, "u-admin");
+    open_create(page).await?;
+    page.fill("#kw-create-name", "Bob's exporter").await?;
+    scope(page, "create", "books:read").await?;
+    page.select("#kw-create-owner", "kind:other").await?;
+    page.wait_for("#kw-create-owner-id-row:not([hidden])")
+        .await?;
+    page.assert_every_control_named("the owner id").await?;
 
-    // Present the bootstrap key.
-    find(browser, "#kw-api-key")
-        .await?
-        .send_keys(&app.bootstrap)
-        .await
-        .map_err(|e| e.to_string())?;
-    click(browser, "#kw-use-key").await?;
-    wait_for(browser, "body[data-state='ready']").await?;
-    wait_for(browser, &format!("tr[data-key-id='{}']", app.bootstrap_id)).await?;
-    let whoami = find(browser, "#kw-whoami")
-        .await?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    assert!(whoami.contains("bootstrap"), "{whoami}");
-
-    // Create a key with two scopes and a 7-day expiry.
-    click(browser, "#kw-new-key").await?;
-    wait_for(
-        browser,
-        "#kw-create-dialog[open] #kw-create-scope-list[data-loaded='true']",
+    // Left empty, the page asks for it; an unknown id is the server's 422 next to the owner.
+    page.click("#kw-create-submit").await?;
+    page.wait_for("#kw-create-owner-error:not([hidden])")
+        .await?;
+    page.fill("#kw-create-owner-id", "u-nobody").await?;
+    page.click("#kw-create-submit").await?;
+    page.wait_until(
+        "document.getElementById('kw-create-owner-error').textContent.includes('u-nobody')",
     )
     .await?;
-    find(browser, "#kw-create-name")
-        .await?
-        .send_keys("CI script")
-        .await
-        .map_err(|e| e.to_string())?;
-    click(browser, "input[data-scope='books:read']").await?;
-    click(browser, "input[data-scope='reviews:read']").await?;
-    find(browser, "#kw-create-expiry")
-        .await?
-        .select_by_value("7")
-        .await
-        .map_err(|e| e.to_string())?;
-    click(browser, "#kw-create-submit").await?;
 
-    // The token is shown once.
-    wait_for(browser, "#kw-token-dialog[open]").await?;
-    let token = find(browser, "#kw-token")
-        .await?
-        .prop("value")
-        .await
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
-    assert!(
-        token.starts_with("books_") && token.len() == 52,
-        "token {token:?}"
+    page.fill("#kw-create-owner-id", "u-bob").await?;
+    page.click("#kw-create-submit").await?;
+    let token = take_token(page).await?;
+    let key = self_of(app, &token).await;
+    assert_eq!(key["owner"], "u-bob");
+    assert_eq!(key["scopes"], json!(["books:read"]));
+    page.assert_clean_console().await
+}
+
+async fn walk(page: &Page, app: &BrowserApp) -> Result<(), String> {
+    let planted = plant_keys(app).await;
+    sign_in(page, app).await?;
+    kept_for_the_tab(page, app).await?;
+    table(page, &planted).await?;
+    create(page, app).await?;
+    layout(page).await
+}
+
+/// The pasted key names its owner, is kept for the tab (a reload keeps it), and
+/// "Forget key" stops acting with it.
+async fn kept_for_the_tab(page: &Page, app: &BrowserApp) -> Result<(), String> {
+    let whoami = page.text("#kw-whoami").await?;
+    assert_eq!(
+        whoami,
+        format!(
+            "Acting with \u{201c}Admin console\u{201d} (Ada Admin's key, books_\u{2026}{}).",
+            &app.admin.token[48..]
+        )
     );
+    page.goto(&app.page()).await?;
+    page.wait_for("body[data-state='ready'].admin").await?;
+    page.click("#kw-forget-key").await?;
+    page.wait_for("body[data-state='signed-out']").await?;
+    assert_eq!(page.text("#kw-whoami").await?, "");
+    sign_in(page, app).await
+}
 
-    // It works against the API, with exactly the two scopes and a 7-day expiry.
-    let (status, me) = app.http_get("/api/v1/tokens/self", &token).await;
-    assert_eq!(status, StatusCode::OK, "{me}");
-    assert_eq!(me["key"]["name"], "CI script");
-    assert_eq!(me["key"]["scopes"], json!(["books:read", "reviews:read"]));
-    let expires: chrono::DateTime<chrono::Utc> =
-        me["key"]["expires_at"].as_str().unwrap().parse().unwrap();
-    let days = (expires - chrono::Utc::now()).num_hours();
-    assert!(
-        (7 * 24 - 2..=7 * 24).contains(&days),
-        "expires in {days} hours"
+/// The table shows owners by name (the id for an unknown user) and every status.
+async fn table(page: &Page, planted: &Planted) -> Result<(), String> {
+    page.wait_for(&row(&planted.ghost.id)).await?;
+    assert_eq!(
+        cell(page, &planted.backup.id, "owner").await?,
+        "Alice Liddell"
     );
-    let (status, books) = app.http_get("/api/v1/books", &token).await;
-    assert_eq!(status, StatusCode::OK, "{books}");
-    let id = me["key"]["id"].as_str().unwrap().to_owned();
-
-    click(browser, "#kw-token-done").await?;
-    let row = format!("tr[data-key-id='{id}']");
-    wait_for(browser, &format!("{row}[data-status='active']")).await?;
-    let hint = find(browser, &format!("{row} td[data-col='hint']"))
-        .await?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    assert_eq!(cell(page, &planted.ghost.id, "owner").await?, "u-ghost");
+    for (key, status, label) in [
+        (&planted.backup, "active", "active"),
+        (&planted.importer, "expiring", "expiring soon"),
+        (&planted.sync, "expired", "expired"),
+        (&planted.legacy, "revoked", "revoked"),
+    ] {
+        page.wait_for(&format!("{}[data-status='{status}']", row(&key.id)))
+            .await?;
+        assert_eq!(cell(page, &key.id, "status").await?, label);
+    }
+    let hint = cell(page, &planted.backup.id, "hint").await?;
+    let token = &planted.backup.token;
     assert!(
         hint.ends_with(&token[token.len() - 4..]),
         "masked key {hint}"
@@ -149,192 +132,161 @@ async fn walk(browser: &Client, app: &App) -> Result<(), String> {
         !hint.contains(&token[6..20]),
         "the table shows only the hint"
     );
-    let source = browser.source().await.map_err(|e| e.to_string())?;
-    assert!(
-        !source.contains(&token),
-        "the token left the page after Done"
-    );
+    assert_eq!(cell(page, &planted.backup.id, "uses").await?, "3");
+    page.assert_every_control_named("the table").await?;
+    page.screenshot("page-1400", 1400).await.map(drop)
+}
 
-    // Revoke it from the page and see the status change.
-    click(browser, &format!("{row} button[data-action='revoke']")).await?;
-    wait_for(browser, "#kw-confirm-dialog[open]").await?;
-    click(browser, "#kw-confirm-ok").await?;
-    wait_for(browser, &format!("{row}[data-status='revoked']")).await?;
-    let status_text = find(browser, &format!("{row} td[data-col='status']"))
-        .await?
-        .text()
+/// Creates keys with every option: a custom date, allowed networks, a rate limit and an owner;
+/// a service key that never expires; a preset expiry. Shows the server's 422 and the page's
+/// own checks next to their fields.
+async fn create(page: &Page, app: &BrowserApp) -> Result<(), String> {
+    // For Alice, until a date, from two networks, 120 a minute.
+    open_create(page).await?;
+    page.assert_every_control_named("the create dialog").await?;
+    page.fill("#kw-create-name", "Reporting job").await?;
+    page.select("#kw-create-owner", "u-alice").await?;
+    // Alice does not hold metadata:read: the page says so and disables it.
+    page.wait_for("#kw-create-scope-list input[data-scope='metadata:read']:disabled")
+        .await?;
+    scope(page, "create", "books:read").await?;
+    scope(page, "create", "reading:read").await?;
+    page.select("#kw-create-expiry", "custom").await?;
+    page.wait_for("#kw-create-date-row:not([hidden])").await?;
+
+    // A date beyond what the server allows: its 422 appears next to the date.
+    page.set_value("#kw-create-date", "2045-01-31").await?;
+    page.click("#kw-create-submit").await?;
+    page.wait_for("#kw-create-expiry-error:not([hidden])")
+        .await?;
+    let message = page.text("#kw-create-expiry-error").await?;
+    assert!(message.contains("3650"), "the server's message: {message}");
+    page.wait_for("#kw-create-date[aria-invalid='true']")
+        .await?;
+
+    // An address that is not one: the page refuses it before sending.
+    let day = Local::now().date_naive() + Duration::days(45);
+    page.set_value("#kw-create-date", &day.format("%Y-%m-%d").to_string())
+        .await?;
+    page.fill("#kw-create-ips", "127.0.0.1\n300.1.2.3").await?;
+    page.fill("#kw-create-rate", "120").await?;
+    page.click("#kw-create-submit").await?;
+    page.wait_for("#kw-create-ips-error:not([hidden])").await?;
+    let message = page.text("#kw-create-ips-error").await?;
+    assert!(message.contains("300.1.2.3"), "{message}");
+    assert!(page.find("#kw-create-expiry-error[hidden]").await.is_ok());
+
+    page.fill("#kw-create-ips", "127.0.0.1\n10.0.0.0/8").await?;
+    page.click("#kw-create-submit").await?;
+    page.wait_for("#kw-token-dialog[open]").await?;
+    page.screenshot("page-token-1400", 1400).await?;
+    let token = take_token(page).await?;
+    let key = self_of(app, &token).await;
+    assert_eq!(key["name"], "Reporting job");
+    assert_eq!(key["owner"], "u-alice");
+    assert_eq!(key["kind"], "personal");
+    assert_eq!(key["scopes"], json!(["books:read", "reading:read"]));
+    assert_eq!(key["rate_limit"], 120);
+    assert_eq!(key["allowed_ips"], json!(["127.0.0.1/32", "10.0.0.0/8"]));
+    let end_of_day = Local
+        .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap()))
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(time(&key["expires_at"]), end_of_day);
+    assert_eq!(app.books(&token).await, 200, "127.0.0.1 is allowed");
+    let id = key["id"].as_str().unwrap().to_owned();
+    page.wait_for(&format!("{}[data-status='active']", row(&id)))
+        .await?;
+    assert_eq!(cell(page, &id, "owner").await?, "Alice Liddell");
+
+    // A service key that never expires, from one network only.
+    open_create(page).await?;
+    page.fill("#kw-create-name", "Webhook relay").await?;
+    page.select("#kw-create-owner", "kind:service").await?;
+    scope(page, "create", "reviews:read").await?;
+    page.select("#kw-create-expiry", "never").await?;
+    page.fill("#kw-create-ips", "10.0.0.0/8").await?;
+    page.click("#kw-create-submit").await?;
+    let token = take_token(page).await?;
+    let reply = app.api(Method::GET, "/self", &token, None).await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+    assert_eq!(reply.json["error"], "ip_not_allowed");
+    let listed = app
+        .api(Method::GET, "/keys", &app.admin.token, None)
         .await
-        .map_err(|e| e.to_string())?;
-    assert_eq!(status_text, "revoked");
-    let (status, body) = app.http_get("/api/v1/books", &token).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        .json;
+    let relay = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Webhook relay")
+        .expect("the service key is listed")
+        .clone();
+    assert_eq!(relay["kind"], "service");
+    assert_eq!(relay["owner"], Value::Null);
+    assert_eq!(relay["expires_at"], Value::Null);
+    assert_eq!(relay["allowed_ips"], json!(["10.0.0.0/8"]));
+    let relay_id = relay["id"].as_str().unwrap();
+    assert_eq!(cell(page, relay_id, "owner").await?, "service key");
 
-    // A picture of the table, for people.
-    wait_for(browser, "body[data-busy='false']").await?;
-    let png = browser.screenshot().await.map_err(|e| e.to_string())?;
-    let path = target_dir().join("keyward-admin-ui.png");
-    std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
-    std::fs::write(&path, png).map_err(|e| e.to_string())?;
-    eprintln!("screenshot saved to {}", path.display());
+    // Mine, 90 days, two scopes.
+    open_create(page).await?;
+    page.fill("#kw-create-name", "CI deploy").await?;
+    scope(page, "create", "books:write").await?;
+    scope(page, "create", "reviews:read").await?;
+    page.select("#kw-create-expiry", "90").await?;
+    page.click("#kw-create-submit").await?;
+    let token = take_token(page).await?;
+    let key = self_of(app, &token).await;
+    assert_eq!(key["owner"], "u-admin");
+    assert_eq!(key["scopes"], json!(["books:write", "reviews:read"]));
+    assert_eq!(key["rate_limit"], Value::Null);
+    let days = (time(&key["expires_at"]) - Utc::now()).num_hours();
+    assert!(
+        (90 * 24 - 2..=90 * 24).contains(&days),
+        "expires in {days} hours"
+    );
     Ok(())
 }
 
-async fn find(browser: &Client, css: &str) -> Result<fantoccini::elements::Element, String> {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .map_err(|e| format!("{css}: {e}"))
-}
+/// Screenshots at 1400 and 375 pixels, light and dark; at 375 nothing is wider than the
+/// screen, with the table as cards and with a dialog open.
+async fn layout(page: &Page) -> Result<(), String> {
+    page.color_scheme("light").await?;
+    open_create(page).await?;
+    page.screenshot("page-create-1400", 1400).await?;
+    page.click("#kw-create-cancel").await?;
 
-async fn click(browser: &Client, css: &str) -> Result<(), String> {
-    find(browser, css)
-        .await?
-        .click()
-        .await
-        .map_err(|e| format!("click {css}: {e}"))
-}
-
-/// Polls for an element until it appears or the deadline passes.
-async fn wait_for(browser: &Client, css: &str) -> Result<(), String> {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .every(Duration::from_millis(50))
-        .for_element(Locator::Css(css))
-        .await
-        .map(drop)
-        .map_err(|e| format!("waiting for {css}: {e}"))
-}
-
-/// `target/` of the workspace, or `CARGO_TARGET_DIR`.
-fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
+    page.viewport(375, 812).await?;
+    if let Some(overflow) = page.overflow().await? {
+        return Err(format!("at 375 px: {overflow}"));
     }
-}
-
-/// The application: the keyward layer in optional mode (so the page loads without a key),
-/// the admin router, and one guarded API route.
-struct App {
-    server: TestServer,
-    bootstrap: String,
-    bootstrap_id: String,
-    keys: Keyward,
-}
-
-impl App {
-    async fn start() -> Self {
-        let keys = Keyward::builder(MemoryStore::new())
-            .prefix("books")
-            .catalog(common::catalog())
-            .build()
-            .unwrap();
-        let bootstrap = keys
-            .create(
-                NewKey::personal("bootstrap", "admin")
-                    .scopes(["*"])
-                    .expiry(Expiry::Never),
-            )
-            .await
-            .unwrap();
-        let books = Router::new()
-            .route(
-                "/api/v1/books",
-                get(
-                    |p: Principal| async move { axum::Json(json!({"books": [], "key": p.name()})) },
-                ),
-            )
-            .route_layer(require_scopes(["books:read"]));
-        let router = Router::new()
-            .merge(books)
-            .nest("/api/v1/tokens", keyward_admin::router())
-            .layer(keys.layer().optional())
-            .with_state(keys.clone());
-        Self {
-            server: TestServer::start(router).await,
-            bootstrap: bootstrap.token.expose_secret().to_owned(),
-            bootstrap_id: bootstrap.record.id.to_string(),
-            keys,
-        }
+    page.screenshot("page-375", 375).await?;
+    page.viewport(375, 812).await?;
+    open_create(page).await?;
+    if let Some(overflow) = page.overflow().await? {
+        return Err(format!("at 375 px with the create dialog: {overflow}"));
     }
-
-    async fn http_get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let authorization = format!("Bearer {token}");
-        let reply = Http::new(self.server.addr())
-            .get(path, &[("authorization", authorization.as_str())])
-            .await;
-        (reply.status, reply.json)
+    page.screenshot("page-create-375", 375).await?;
+    page.click("#kw-create-cancel").await?;
+    page.viewport(375, 812).await?;
+    page.click("#kw-keys-body tr:last-child button[data-action='details']")
+        .await?;
+    page.wait_for("#kw-detail-chart[data-state='loaded']")
+        .await?;
+    if let Some(overflow) = page.overflow().await? {
+        return Err(format!("at 375 px with the detail view: {overflow}"));
     }
+    page.screenshot("page-detail-375", 375).await?;
+    page.click("#kw-detail-close").await?;
 
-    async fn stop(self) {
-        drop(self.server);
-        self.keys.shutdown().await;
-    }
-}
-
-/// chromedriver on a free port, stopped on drop.
-struct Driver {
-    port: u16,
-    child: Child,
-}
-
-impl Driver {
-    async fn start() -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen in time"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self { port, child }
-    }
-
-    async fn browser(&self, profile: &Path) -> Client {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-quic",
-                    "--window-size=1440,1000",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a browser session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
+    page.color_scheme("dark").await?;
+    page.viewport(375, 812).await?;
+    page.screenshot("page-375-dark", 375).await?;
+    page.screenshot("page-1400-dark", 1400).await?;
+    page.color_scheme("light").await?;
+    page.assert_every_control_named("the page at the end")
+        .await?;
+    page.assert_clean_console().await
 }

@@ -1,55 +1,78 @@
 //! `keyward`: manage an application's API keys from the command line.
 //!
 //! ```text
-//! keyward --database-url sqlite://books.db migrate
-//! keyward --prefix books create --name "Backup Script" --scope books:read --owner alice
+//! export DATABASE_URL=sqlite://books.db        # the application's database
+//! keyward migrate                              # only if the application does not migrate
+//! keyward create --name "Backup Script" --scope books:read --owner alice
 //! keyward list --json
 //! echo "$TOKEN" | keyward verify
 //! ```
 //!
+//! The application records its settings (token prefixes, scope catalog, pepper fingerprint)
+//! in the database when it starts; the commands use them, so a key made here works in the
+//! application without further flags.
+//!
 //! Exit codes: 0 success, 1 the key was not found or is not usable, 2 usage error
-//! (bad arguments or invalid input), 3 the database failed.
+//! (bad arguments, invalid input, a prefix, scope or pepper the application does not use),
+//! 3 the database failed, does not exist or lacks keyward's tables.
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use keyward_core::{
-    Expiry, GracePeriod, IssuedKey, KeyId, KeyRecord, KeyStore, ListCursor, ListQuery, NewKey,
-    ScopeCatalog, ScopeSet, SecretRotation, StoreError, Token, TokenFormat, TokenHasher, policy,
+    Expiry, GracePeriod, IssuedKey, KeyId, KeyRecord, KeyStore, KeyUpdate, ListCursor, ListQuery,
+    NewKey, Prefix, ScopeCatalog, ScopeSet, SecretRotation, StoreError, Token, TokenHasher, policy,
 };
 use keyward_sea_orm::SeaOrmStore;
 
+use crate::app::App;
+
+mod app;
+mod database;
 mod output;
+
+/// Recorded as who disabled a key disabled here: the key's owner cannot enable it again from
+/// the application's page, an administrator (or `keyward enable`) can.
+const CLI_ACTOR: &str = "keyward-cli";
+
+const AFTER_HELP: &str = "\
+Environment:
+  DATABASE_URL    the application's database (as --database-url); only `migrate` creates a
+                  SQLite file that does not exist
+  KEYWARD_PREFIX  the prefix of new tokens (as --prefix)
+  KEYWARD_PEPPER  the application's HMAC pepper, if it uses one; read from the environment
+                  only, never from the command line, and never printed
+
+The application records its token prefixes, scope catalog and a fingerprint of its pepper in
+the database when it starts. `create` and `regenerate` use its prefix and `create` only its
+scopes; `create`, `regenerate` and `verify` stop when KEYWARD_PEPPER does not match the
+application's pepper.
+
+Exit codes: 0 success, 1 not found or not usable, 2 usage error (including a prefix, scope or
+pepper the application does not use), 3 the database failed, does not exist or lacks
+keyward's tables (run `keyward migrate`).";
 
 /// Manage keyward API keys in an application's database.
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about, long_about = None)]
+#[command(name = "keyward", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Database URL (sqlite://, postgres:// or mysql://).
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://keyward.db?mode=rwc",
+        default_value = database::DEFAULT_URL,
         global = true
     )]
     database_url: String,
 
-    /// Prefix of newly created tokens; must match the application's.
-    #[arg(long, env = "KEYWARD_PREFIX", default_value = "keyward", global = true)]
-    prefix: String,
-
-    /// HMAC pepper, if the application configures one (read from the environment only, so it
-    /// never shows in the process list).
-    #[arg(
-        long = "pepper-from-env",
-        env = "KEYWARD_PEPPER",
-        hide = true,
-        hide_env_values = true
-    )]
-    pepper: Option<String>,
+    /// Prefix of new tokens [default: the application's].
+    ///
+    /// The application records its prefixes when it starts; one given here must be among
+    /// them. Before any application has started on the database, `create` needs it.
+    #[arg(long, env = "KEYWARD_PREFIX", global = true)]
+    prefix: Option<Prefix>,
 
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -95,6 +118,19 @@ enum Command {
         /// The key's id.
         id: KeyId,
     },
+    /// Disable a key until it is enabled again.
+    ///
+    /// Its owner cannot enable it from the application's page; an administrator, or
+    /// `keyward enable`, can.
+    Disable {
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Enable a disabled key.
+    Enable {
+        /// The key's id.
+        id: KeyId,
+    },
     /// Read a token on stdin and say which key it is and whether it is usable.
     Verify,
 }
@@ -104,7 +140,7 @@ struct CreateArgs {
     /// A name people recognise, e.g. "Backup Script".
     #[arg(long)]
     name: String,
-    /// A scope to grant; repeat for several.
+    /// A scope to grant, one of the application's; repeat for several.
     #[arg(long = "scope", required = true)]
     scopes: Vec<String>,
     /// The user the key acts for.
@@ -146,6 +182,8 @@ enum Failure {
     No(String),
     /// The database failed: exit 3.
     Store(StoreError),
+    /// The database is missing or lacks keyward's tables: exit 3.
+    Database(String),
 }
 
 impl From<StoreError> for Failure {
@@ -186,48 +224,47 @@ fn main() -> ExitCode {
             eprintln!("error: {}", output::error_chain(&err));
             ExitCode::from(3)
         }
+        Err(Failure::Database(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(3)
+        }
     }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let format =
-        TokenFormat::new(cli.prefix.as_str()).map_err(|e| Failure::Usage(e.to_string()))?;
-    let hasher = cli
-        .pepper
-        .as_deref()
-        .map_or_else(TokenHasher::sha256, TokenHasher::hmac);
-    let mut options = sea_orm::ConnectOptions::new(cli.database_url.as_str());
-    // An operator waiting on an unreachable database wants to know soon.
-    options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
-    let store = SeaOrmStore::connect(options).await?;
+    let hasher = app::pepper_from_env()?.map_or_else(TokenHasher::sha256, TokenHasher::hmac);
+    let migrating = matches!(cli.command, Command::Migrate);
+    let db = database::connect(&cli.database_url, migrating).await?;
+    if migrating {
+        keyward_sea_orm::migrate(&db).await?;
+        output::done(cli.json, "migrations applied");
+        return Ok(ExitCode::SUCCESS);
+    }
+    database::ensure_tables(&db, &cli.database_url).await?;
+    let store = SeaOrmStore::new(db);
+    let app = App::new(store.settings().await?);
     let json = cli.json;
+    let now = Utc::now();
     match cli.command {
-        Command::Migrate => {
-            keyward_sea_orm::migrate(store.connection()).await?;
-            output::done(json, "migrations applied");
-        }
+        // Answered before the tables were checked.
+        Command::Migrate => unreachable!("migrate is handled above"),
         Command::Create(args) => {
-            let issued = create(&store, &format, &hasher, args).await?;
+            app.check_pepper(&hasher)?;
+            let issued = create(&store, &app, cli.prefix.as_ref(), &hasher, args).await?;
             output::issued(json, &issued);
         }
         Command::List(args) => {
             let keys = list_all(&store, args).await?;
-            output::list(json, &keys, Utc::now());
+            output::list(json, &keys, now);
         }
         Command::Show { id } => {
             let key = store
                 .get(id)
                 .await?
                 .ok_or_else(|| Failure::No(format!("no key with id {id}")))?;
-            output::key(json, &key, Utc::now());
+            output::key(json, &key, now);
         }
-        Command::Revoke { id } => {
-            let key = store.revoke(id, Utc::now()).await?;
-            output::key(json, &key, Utc::now());
-        }
+        Command::Revoke { id } => output::key(json, &store.revoke(id, now).await?, now),
         Command::Delete { id } => {
             store.delete(id).await?;
             output::done(json, &format!("deleted key {id}"));
@@ -235,37 +272,69 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Regenerate { id, grace_seconds } => {
             let grace =
                 GracePeriod::from_secs(grace_seconds).map_err(|e| Failure::Usage(e.to_string()))?;
-            let now = Utc::now();
+            let format = app.token_format(cli.prefix.as_ref())?;
+            app.check_pepper(&hasher)?;
             let (rotation, token) = SecretRotation::generate(&format, &hasher, Some(grace), now);
             let record = store.replace_secret(id, &rotation, now).await?;
             output::issued(json, &IssuedKey { record, token });
         }
-        Command::Refresh { id } => {
-            let key = store.refresh(id, Utc::now()).await?;
-            output::key(json, &key, Utc::now());
+        Command::Refresh { id } => output::key(json, &store.refresh(id, now).await?, now),
+        Command::Disable { id } => {
+            let update = KeyUpdate {
+                active: Some(false),
+                disabled_by: Some(CLI_ACTOR.to_owned()),
+                ..KeyUpdate::default()
+            };
+            output::key(json, &store.update(id, &update, now).await?, now);
         }
-        Command::Verify => return verify(&store, &hasher, json).await,
+        Command::Enable { id } => {
+            let update = KeyUpdate {
+                active: Some(true),
+                ..KeyUpdate::default()
+            };
+            output::key(json, &store.update(id, &update, now).await?, now);
+        }
+        Command::Verify => {
+            app.check_pepper(&hasher)?;
+            return verify(&store, &app, &hasher, json).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn create(
     store: &SeaOrmStore,
-    format: &TokenFormat,
+    app: &App,
+    prefix: Option<&Prefix>,
     hasher: &TokenHasher,
     args: CreateArgs,
 ) -> Result<IssuedKey, Failure> {
-    // The operator is trusted with any well-formed scope: the application's catalog is not
-    // known here, so the catalog is made of the requested scopes themselves.
+    let format = app.token_format(prefix)?;
     let requested = ScopeSet::parse(&args.scopes).map_err(|e| Failure::Usage(e.to_string()))?;
-    let catalog = requested
-        .iter()
-        .filter(|s| !s.is_wildcard())
-        .fold(ScopeCatalog::builder(), |b, s| {
-            b.scope(s.as_str(), s.as_str())
-        })
-        .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let catalog = match app.catalog()? {
+        Some(catalog) => {
+            if let Some(scope) = requested.iter().find(|scope| !catalog.accepts(scope)) {
+                return Err(app::unknown_scope(scope.as_str(), &catalog));
+            }
+            catalog
+        }
+        None => {
+            // Only reached with an explicit prefix: the operator is trusted with any
+            // well-formed scope, as there is no catalog to check against.
+            eprintln!(
+                "warning: no application has recorded its scopes on this database; the scopes \
+                 are not checked"
+            );
+            requested
+                .iter()
+                .filter(|s| !s.is_wildcard())
+                .fold(ScopeCatalog::builder(), |b, s| {
+                    b.scope(s.as_str(), s.as_str())
+                })
+                .build()
+                .map_err(|e| Failure::Usage(e.to_string()))?
+        }
+    };
     let expiry = match (args.never, args.expires_in_days) {
         (true, _) => Expiry::Never,
         (false, Some(days)) => Expiry::InDays(days),
@@ -280,7 +349,7 @@ async fn create(
     .allowed_ips(args.allowed_ips);
     new.rate_limit = args.rate_limit;
     let issued = new
-        .issue(&catalog, format, hasher, Utc::now())
+        .issue(&catalog, &format, hasher, Utc::now())
         .map_err(|e| Failure::Usage(e.to_string()))?;
     store.insert(issued.record.clone()).await?;
     Ok(issued)
@@ -308,6 +377,7 @@ async fn list_all(store: &SeaOrmStore, args: ListArgs) -> Result<Vec<KeyRecord>,
 
 async fn verify(
     store: &SeaOrmStore,
+    app: &App,
     hasher: &TokenHasher,
     json: bool,
 ) -> Result<ExitCode, Failure> {
@@ -322,14 +392,23 @@ async fn verify(
             return Ok(ExitCode::from(1));
         }
     };
+    if !app.accepts_prefix(token.prefix()) {
+        let reason = format!(
+            "the application does not accept the prefix `{}` (it accepts {})",
+            token.prefix(),
+            app.accepted_prefixes()
+        );
+        output::verdict(json, None, Err(reason));
+        return Ok(ExitCode::from(1));
+    }
     let now = Utc::now();
     let digest = hasher.digest(&token);
     let Some(record) = store.find_by_digest(&digest, now).await? else {
-        output::verdict(
-            json,
-            None,
-            Err("unknown token: no key has this secret".to_owned()),
-        );
+        let mut reason = "unknown token: no key has this secret".to_owned();
+        if !app.is_known() && !hasher.is_peppered() {
+            reason.push_str(" (if the application uses a pepper, set KEYWARD_PEPPER to it)");
+        }
+        output::verdict(json, None, Err(reason));
         return Ok(ExitCode::from(1));
     };
     // The operator's own machine is not the client, so the allow-list is not checked here.

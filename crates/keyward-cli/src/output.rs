@@ -91,29 +91,73 @@ pub(crate) fn key(json: bool, key: &KeyRecord, now: DateTime<Utc>) {
     print!("{out}");
 }
 
+/// Longest name and owner shown in full in a listing; longer ones end in `…`.
+const NAME_WIDTH: usize = 32;
+const OWNER_WIDTH: usize = 24;
+
 pub(crate) fn list(json: bool, keys: &[KeyRecord], now: DateTime<Utc>) {
     if json {
         let views: Vec<_> = keys.iter().map(|k| with_status(k, now)).collect();
         print_json(&json!({ "keys": views }));
         return;
     }
-    println!(
-        "{:<36}  {:<24}  {:<8}  {:<12}  {:<9}  {:<20}  {:>6}  SCOPES",
-        "ID", "NAME", "KIND", "OWNER", "STATUS", "EXPIRES", "USES"
-    );
-    for key in keys {
-        println!(
-            "{:<36}  {:<24}  {:<8}  {:<12}  {:<9}  {:<20}  {:>6}  {}",
-            key.id,
-            truncate(&key.name, 24),
-            key.kind,
-            truncate(key.owner.as_deref().unwrap_or("-"), 12),
-            status(key, now),
-            time_or(key.expires_at, "never"),
-            key.usage_count,
-            key.scopes.to_strings().join(" "),
-        );
+    print!("{}", table(keys, now));
+}
+
+/// The listing as text: one line per key under a header, each column as wide as its widest
+/// cell, uses aligned right, scopes last.
+fn table(keys: &[KeyRecord], now: DateTime<Utc>) -> String {
+    let header = [
+        "ID", "NAME", "KIND", "OWNER", "STATUS", "EXPIRES", "USES", "SCOPES",
+    ];
+    let rows: Vec<[String; 8]> = keys
+        .iter()
+        .map(|key| {
+            [
+                key.id.to_string(),
+                truncate(&key.name, NAME_WIDTH),
+                key.kind.to_string(),
+                truncate(key.owner.as_deref().unwrap_or("-"), OWNER_WIDTH),
+                status(key, now).to_owned(),
+                time_or(key.expires_at, "never"),
+                key.usage_count.to_string(),
+                key.scopes.to_strings().join(" "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|title| title.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
     }
+    let header = header.map(str::to_owned);
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (column, (cell, &width)) in row.iter().zip(&widths).enumerate() {
+            let pad = width - cell.chars().count();
+            match column {
+                0 => {}
+                _ => line.push_str("  "),
+            }
+            match column {
+                // Uses are numbers: aligned right.
+                6 => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+                // The last column needs no padding.
+                7 => line.push_str(cell),
+                _ => {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
 }
 
 pub(crate) fn verdict(json: bool, key: Option<&KeyView>, verdict: Result<(), String>) {
@@ -176,5 +220,60 @@ fn truncate(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use keyward_core::{NewKey, ScopeCatalog, TokenFormat, TokenHasher};
+
+    use super::*;
+
+    fn key(new: NewKey) -> KeyRecord {
+        let catalog = ScopeCatalog::builder()
+            .scope("books:read", "Read books")
+            .build()
+            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        new.scopes(["books:read"])
+            .issue(
+                &catalog,
+                &TokenFormat::new("books").unwrap(),
+                &TokenHasher::sha256(),
+                now,
+            )
+            .unwrap()
+            .record
+    }
+
+    #[test]
+    fn every_column_starts_at_the_same_place_on_every_line() {
+        let keys = [
+            key(NewKey::personal("Backup Script", "alice")),
+            key(NewKey::service("ci").expiry(keyward_core::Expiry::Never)),
+            key(NewKey::personal(
+                "A name far longer than the column is wide, cut short",
+                "someone-with-a-long-user-id-0123456789",
+            )),
+        ];
+        let text = table(&keys, Utc::now());
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let header = &lines[0];
+        let starts: Vec<usize> = (0..header.len())
+            .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
+            .collect();
+        assert_eq!(starts.len(), 8, "{text}");
+        for line in &lines[1..] {
+            for &start in &starts[1..] {
+                if start == starts[6] {
+                    continue; // right-aligned
+                }
+                assert_ne!(line[start], ' ', "a cell starts at {start}:\n{text}");
+                assert_eq!(line[start - 1], ' ', "a cell ends before {start}:\n{text}");
+            }
+        }
+        assert!(text.contains("…"), "long values are cut: {text}");
     }
 }

@@ -27,7 +27,9 @@ use crate::{
 
 #[path = "conformance_usage.rs"]
 mod usage;
-pub use usage::{change_feed, record_usage, record_usage_concurrently};
+pub use usage::{
+    change_feed, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
+};
 
 /// A fixed instant the checks count from.
 #[must_use]
@@ -521,7 +523,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             insert_and_get, insert_conflicts, find_by_digest, find_previous_in_grace,
             list_filters, list_pagination_is_stable, update, revoke, delete, replace_secret,
-            refresh, record_usage, record_usage_concurrently, change_feed);
+            refresh, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
+            change_feed);
     };
     (@each $make:path; $($check:ident),+) => {
         $(

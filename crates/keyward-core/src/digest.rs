@@ -114,6 +114,39 @@ impl TokenHasher {
         self.mac.is_some()
     }
 
+    /// A short public name for the pepper, so that two processes can tell whether they use
+    /// the same one without either revealing it; `None` without a pepper.
+    ///
+    /// It is the first 8 bytes, in lowercase hexadecimal, of HMAC-SHA256 keyed with the pepper
+    /// over the fixed message `keyward pepper fingerprint v1`. HMAC's output says nothing about
+    /// its key, and the fixed message is never a token, so the fingerprint can be stored and
+    /// shown: the `keyward` CLI compares its own with the one the application recorded. As
+    /// with any value derived from a secret, a guessable pepper could be tested against it
+    /// offline; a pepper of 32 random bytes cannot.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward_core::TokenHasher;
+    ///
+    /// let app = TokenHasher::hmac(b"pepper");
+    /// assert_eq!(app.pepper_fingerprint().as_deref(), Some("0c0bfbd8ecc166a5"));
+    /// assert_ne!(app.pepper_fingerprint(), TokenHasher::hmac(b"other").pepper_fingerprint());
+    /// assert_eq!(TokenHasher::sha256().pepper_fingerprint(), None);
+    /// ```
+    #[must_use]
+    pub fn pepper_fingerprint(&self) -> Option<String> {
+        let mut mac = self.mac.clone()?;
+        mac.update(b"keyward pepper fingerprint v1");
+        let tag = mac.finalize().into_bytes();
+        let mut hex = String::with_capacity(16);
+        for byte in &tag[..8] {
+            use fmt::Write;
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Some(hex)
+    }
+
     /// The digest of `token`.
     #[must_use]
     pub fn digest(&self, token: &Token) -> TokenDigest {
@@ -187,6 +220,16 @@ mod tests {
         let shown = format!("{:?}", TokenHasher::hmac(b"very-secret-pepper"));
         assert!(!shown.contains("very"));
         assert!(!shown.contains("pepper\""));
+    }
+
+    // Expected value computed independently with Python's hmac module.
+    #[test]
+    fn fingerprint_known_answer() {
+        let hasher = TokenHasher::hmac(b"pepper");
+        assert_eq!(
+            hasher.pepper_fingerprint().as_deref(),
+            Some("0c0bfbd8ecc166a5")
+        );
     }
 
     #[test]

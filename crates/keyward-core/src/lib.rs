@@ -13,7 +13,9 @@
 //!   [`Clock`];
 //! * the [`Principal`] handlers receive;
 //! * the [`KeyStore`] trait, the in-memory [`MemoryStore`], and (feature `test-util`) the
-//!   [`conformance`] suite every store runs.
+//!   [`conformance`] suite every store runs;
+//! * the [`AppSettings`] an application records in its store, so that the command line
+//!   issues keys it accepts.
 //!
 //! Most applications depend on the `keyward` crate, which re-exports these types and adds the
 //! middleware.
@@ -69,6 +71,7 @@ mod memory;
 pub mod policy;
 mod principal;
 mod scope;
+mod settings;
 mod store;
 mod token;
 mod validation;
@@ -93,9 +96,10 @@ pub use scope::{
     KEYS_ADMIN, KEYS_READ, KEYS_WRITE, KeysAdmin, KeysRead, KeysWrite, Scope, ScopeError, ScopeSet,
     TypedScope,
 };
+pub use settings::{AppSettings, RecordedScope};
 pub use store::{
-    ChangeStream, DEFAULT_PAGE_SIZE, InvalidCursor, KeyChange, KeyStore, ListCursor, ListQuery,
-    MAX_PAGE_SIZE, Page, StoreError, StoreErrorKind, UsageUpdate,
+    ChangeStream, DEFAULT_PAGE_SIZE, DailyUsage, InvalidCursor, KeyChange, KeyStore, ListCursor,
+    ListQuery, MAX_PAGE_SIZE, Page, StoreError, StoreErrorKind, UsageUpdate,
 };
 pub use token::{
     CHECK_LEN, KeyHint, PREFIX_MAX_LEN, PREFIX_MIN_LEN, Prefix, PrefixError, SECRET_LEN,

@@ -3,13 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
 
 use crate::digest::TokenDigest;
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, SecretRotation};
-use crate::store::{ChangeStream, KeyChange, KeyStore, ListQuery, Page, StoreError, UsageUpdate};
+use crate::settings::AppSettings;
+use crate::store::{
+    ChangeStream, DailyUsage, KeyChange, KeyStore, ListQuery, Page, StoreError, UsageUpdate,
+};
 
 /// Keys in memory, lost when the process ends. Clones share the same keys.
 ///
@@ -49,6 +52,10 @@ struct State {
     keys: BTreeMap<KeyId, KeyRecord>,
     by_digest: HashMap<TokenDigest, KeyId>,
     by_previous: HashMap<TokenDigest, KeyId>,
+    /// Uses per key and UTC day.
+    daily: BTreeMap<(KeyId, NaiveDate), u64>,
+    /// The application's settings, as last recorded.
+    settings: Option<AppSettings>,
 }
 
 impl State {
@@ -216,6 +223,7 @@ impl KeyStore for MemoryStore {
         match state.keys.remove(&id) {
             Some(record) => {
                 state.unindex(&record);
+                state.daily.retain(|(key, _), _| *key != id);
                 drop(state);
                 self.notify(id);
                 Ok(())
@@ -240,18 +248,35 @@ impl KeyStore for MemoryStore {
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
         let mut state = self.write();
         for usage in batch {
-            if let Some(record) = state.keys.get_mut(&usage.id) {
-                record.usage_count = record.usage_count.saturating_add(usage.count);
-                if record
-                    .last_used_at
-                    .is_none_or(|at| at <= usage.last_used_at)
-                {
-                    record.last_used_at = Some(usage.last_used_at);
-                    record.last_used_ip = usage.last_used_ip;
-                }
+            let Some(record) = state.keys.get_mut(&usage.id) else {
+                continue;
+            };
+            record.usage_count = record.usage_count.saturating_add(usage.count);
+            if record
+                .last_used_at
+                .is_none_or(|at| at <= usage.last_used_at)
+            {
+                record.last_used_at = Some(usage.last_used_at);
+                record.last_used_ip = usage.last_used_ip;
+            }
+            if usage.count > 0 {
+                let day = state
+                    .daily
+                    .entry((usage.id, usage.last_used_at.date_naive()))
+                    .or_default();
+                *day = day.saturating_add(usage.count);
             }
         }
         Ok(())
+    }
+
+    async fn usage_days(&self, id: KeyId, since: NaiveDate) -> Result<Vec<DailyUsage>, StoreError> {
+        Ok(self
+            .read()
+            .daily
+            .range((id, since)..=(id, NaiveDate::MAX))
+            .map(|(&(_, date), &count)| DailyUsage { date, count })
+            .collect())
     }
 
     fn changes(&self) -> Option<ChangeStream> {
@@ -273,5 +298,14 @@ impl KeyStore for MemoryStore {
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         let _ = self.feed.send(KeyChange::Owner(owner.to_owned()));
         async { Ok(()) }
+    }
+
+    async fn record_settings(&self, settings: &AppSettings) -> Result<(), StoreError> {
+        self.write().settings = Some(settings.clone());
+        Ok(())
+    }
+
+    async fn settings(&self) -> Result<Option<AppSettings>, StoreError> {
+        Ok(self.read().settings.clone())
     }
 }

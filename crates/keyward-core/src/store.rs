@@ -7,12 +7,14 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_core::Stream;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::TokenDigest;
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, RuleError, SecretRotation};
+use crate::settings::AppSettings;
 
 /// Largest page a store returns from [`KeyStore::list`].
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -239,6 +241,21 @@ pub struct UsageUpdate {
     pub last_used_ip: Option<IpAddr>,
 }
 
+/// The uses of one key on one day (UTC), as [`KeyStore::usage_days`] returns them.
+///
+/// A flush is attributed to the day of its latest use: the uses of a flush that spans
+/// midnight (at most one flush interval, a few seconds) all count on the later day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DailyUsage {
+    /// The day, in UTC.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date, example = "2026-11-23"))]
+    pub date: NaiveDate,
+    /// Requests on that day.
+    #[cfg_attr(feature = "openapi", schema(example = 12))]
+    pub count: u64,
+}
+
 /// A notification from a store's change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -316,10 +333,25 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Adds each update's count to its key's `usage_count` and keeps the latest
     /// `last_used_at`/`last_used_ip`. Exact under concurrent calls; unknown ids are skipped.
+    ///
+    /// In the same write (one transaction on SQL stores) each count is also added to the key's
+    /// daily bucket for the UTC date of the update's `last_used_at` (see
+    /// [`usage_days`](Self::usage_days)): a flush attributes all its uses to the day of its
+    /// latest use, so when flushes run every few seconds at most one interval's uses land on
+    /// the next day.
     fn record_usage(
         &self,
         batch: &[UsageUpdate],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The daily use counts of key `id` on `since` and later (UTC dates), oldest first. Only
+    /// days with uses are listed; an unknown (or deleted) key has none. Deleting a key deletes
+    /// its daily counts.
+    fn usage_days(
+        &self,
+        id: KeyId,
+        since: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send;
 
     /// A feed of changed key ids for cache invalidation across instances, if the store has
     /// one. The default is `None`: caches then rely on their TTL.
@@ -333,6 +365,24 @@ pub trait KeyStore: Send + Sync + 'static {
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         let _ = owner;
         async { Ok(()) }
+    }
+
+    /// Records the settings of the application using this store (its prefixes, scope catalog
+    /// and pepper fingerprint), replacing those recorded before, so that tools sharing the
+    /// store (the `keyward` command line) issue keys the application accepts. The default
+    /// records nothing.
+    fn record_settings(
+        &self,
+        settings: &AppSettings,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = settings;
+        async { Ok(()) }
+    }
+
+    /// The settings last [recorded](Self::record_settings); `None` before any application
+    /// has recorded them, and always with the default.
+    fn settings(&self) -> impl Future<Output = Result<Option<AppSettings>, StoreError>> + Send {
+        async { Ok(None) }
     }
 }
 
@@ -402,11 +452,30 @@ impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
         (**self).record_usage(batch)
     }
 
+    fn usage_days(
+        &self,
+        id: KeyId,
+        since: NaiveDate,
+    ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send {
+        (**self).usage_days(id, since)
+    }
+
     fn changes(&self) -> Option<ChangeStream> {
         (**self).changes()
     }
 
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).owner_changed(owner)
+    }
+
+    fn record_settings(
+        &self,
+        settings: &AppSettings,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_settings(settings)
+    }
+
+    fn settings(&self) -> impl Future<Output = Result<Option<AppSettings>, StoreError>> + Send {
+        (**self).settings()
     }
 }

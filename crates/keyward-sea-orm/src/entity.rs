@@ -15,8 +15,12 @@
 //! * `scopes`, `allowed_ips`: JSON arrays of strings; `metadata`: JSON; all as text, so the
 //!   stored JSON is exactly what the application gave.
 //! * `last_used_ip`: the address in its textual form.
+//!
+//! The daily use counts of each key are in [`usage`] (`keyward_key_usage`).
 
 use sea_orm::entity::prelude::*;
+
+pub mod usage;
 
 /// One stored key.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

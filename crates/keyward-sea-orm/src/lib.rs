@@ -2,7 +2,9 @@
 //!
 //! [`SeaOrmStore`] implements keyward's `KeyStore` on a SeaORM [`DatabaseConnection`]. Keys
 //! live in one table, `keyward_keys`, created by [`migrate`]; keyward records its migrations
-//! in its own table, `keyward_migrations`, so they never mix with the application's.
+//! in its own table, `keyward_migrations`, so they never mix with the application's. An
+//! application that runs one migrator for everything adds [`migration::migrations`] to its
+//! own list instead (see [`migration`]).
 //!
 //! # Quick start
 //!
@@ -54,9 +56,11 @@ mod error;
 mod feed;
 pub mod migration;
 mod row;
+mod settings;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod usage;
 
 pub use sea_orm::{ConnectOptions, DatabaseConnection};
 pub use store::SeaOrmStore;

@@ -1,15 +1,88 @@
-//! Schema migrations, tracked in their own table (`keyward_migrations`).
+//! Schema migrations: keyward's tables (`keyward_keys`, `keyward_key_usage`,
+//! `keyward_settings`), with their history either apart from the application's or in it.
 //!
-//! The host application's SeaORM migrations live in `seaql_migrations`; keyward's history is
-//! kept apart so that neither migrator ever sees, applies or rolls back the other's steps.
-//! Run them with [`migrate`](crate::migrate), or through [`Migrator`] with SeaORM's
-//! `MigratorTrait` (for example to roll back in a test).
+//! # Kept apart (the default)
+//!
+//! [`migrate`](crate::migrate) (or [`Migrator`] with SeaORM's `MigratorTrait`, for example
+//! to roll back in a test) records keyward's migrations in their own table,
+//! `keyward_migrations`, so that the application's migrator (`seaql_migrations`) never sees,
+//! applies or rolls back them.
+//!
+//! # In the application's own `Migrator`
+//!
+//! An application that runs every schema change through one migrator (`sea-orm-cli migrate`,
+//! a deploy step) adds keyward's steps, from [`migrations`], to its list:
+//!
+//! ```
+//! use sea_orm_migration::prelude::*;
+//!
+//! /// The application's migrator, keyward's steps included.
+//! struct Migrator;
+//!
+//! impl MigratorTrait for Migrator {
+//!     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+//!         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateBooks)];
+//!         migrations.extend(keyward_sea_orm::migration::migrations());
+//!         migrations
+//!     }
+//! }
+//!
+//! /// One of the application's own migrations.
+//! struct CreateBooks;
+//!
+//! impl MigrationName for CreateBooks {
+//!     fn name(&self) -> &str {
+//!         "m20250101_000001_create_books"
+//!     }
+//! }
+//!
+//! #[async_trait::async_trait]
+//! impl MigrationTrait for CreateBooks {
+//!     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+//!         let table = Table::create()
+//!             .table(Alias::new("books"))
+//!             .if_not_exists()
+//!             .col(ColumnDef::new(Alias::new("id")).integer().not_null().primary_key())
+//!             .to_owned();
+//!         manager.create_table(table).await
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! let db = sea_orm::Database::connect("sqlite::memory:").await?;
+//! Migrator::up(&db, None).await?;
+//! // Every keyward step is idempotent, so keyward's own migrate still works beside it.
+//! keyward_sea_orm::migrate(&db).await?;
+//! let store = keyward_sea_orm::SeaOrmStore::new(db);
+//! # use keyward_core::{KeyStore, ListQuery};
+//! assert!(store.list(&ListQuery::default()).await?.keys.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every step creates only what is missing (`CREATE TABLE IF NOT EXISTS`, indexes and columns
+//! after checking for them), so a database migrated both ways, or first one way and then the
+//! other, is fine.
+//!
+//! # `fresh`, `refresh` and `reset` delete every key
+//!
+//! SeaORM's `Migrator::fresh` drops **every table in the database**, keyward's included, then
+//! runs the application's list again. With keyward's steps in that list, keyward's tables come
+//! back empty; with keyward's history kept apart, they do not come back at all (and neither
+//! does `keyward_migrations`) until [`migrate`](crate::migrate) runs again. Either way every
+//! key is gone, and with it every token the application's users hold. `refresh` and `reset`
+//! roll back the application's list: with keyward's steps in it, that drops keyward's tables
+//! too. Use these commands on development and test databases only.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DynIden;
 
 use crate::entity::Column;
+
+mod settings;
+mod usage_days;
 
 /// Name of the table that records which keyward migrations ran.
 pub const MIGRATION_TABLE: &str = "keyward_migrations";
@@ -35,12 +108,28 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateKeys), Box::new(AddDisabledBy)]
+        migrations()
     }
 
     fn migration_table_name() -> DynIden {
         Alias::new(MIGRATION_TABLE).into_iden()
     }
+}
+
+/// keyward's migrations, in order, for an application that adds them to its own
+/// `Migrator` (see [the module documentation](self)): they are then recorded in the
+/// application's history, under names that contain `keyward`.
+///
+/// Each one creates only what is missing, so [`migrate`](crate::migrate) may run on the same
+/// database as well.
+#[must_use]
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(CreateKeys),
+        Box::new(AddDisabledBy),
+        Box::new(usage_days::CreateKeyUsage),
+        Box::new(settings::CreateSettings),
+    ]
 }
 
 /// Creates `keyward_keys` and its indexes.
@@ -59,8 +148,11 @@ enum Keys {
     Table,
 }
 
+const KEYS_TABLE: &str = "keyward_keys";
+const DISABLED_BY: &str = "disabled_by";
+
 /// A timestamp column with microsecond precision on every backend.
-fn timestamp(backend: DbBackend, column: Column) -> ColumnDef {
+fn timestamp(backend: DbBackend, column: impl IntoIden) -> ColumnDef {
     let mut def = ColumnDef::new(column);
     match backend {
         // MySQL's TIMESTAMP ends in 2038 and both keep whole seconds unless told otherwise.
@@ -69,6 +161,27 @@ fn timestamp(backend: DbBackend, column: Column) -> ColumnDef {
         DbBackend::Postgres | DbBackend::Sqlite => def.timestamp_with_time_zone(),
     };
     def
+}
+
+/// Creates the index `name` on `keyward_keys` unless the table has one of that name:
+/// MySQL has no `CREATE INDEX IF NOT EXISTS`.
+async fn create_index_once(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    mut index: IndexCreateStatement,
+) -> Result<(), DbErr> {
+    if manager.has_index(KEYS_TABLE, name).await? {
+        return Ok(());
+    }
+    manager
+        .create_index(
+            index
+                .if_not_exists()
+                .name(name)
+                .table(Keys::Table)
+                .to_owned(),
+        )
+        .await
 }
 
 // The trait is declared with `&SchemaManager` and `async_trait` needs the same spelling.
@@ -114,39 +227,28 @@ impl MigrationTrait for CreateKeys {
         }
         manager.create_table(table).await?;
 
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("keyward_keys_digest_key")
-                    .table(Keys::Table)
-                    .col(Column::Digest)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("keyward_keys_previous_digest_idx")
-                    .table(Keys::Table)
-                    .col(Column::PreviousDigest)
-                    .to_owned(),
-            )
-            .await?;
+        create_index_once(
+            manager,
+            "keyward_keys_digest_key",
+            Index::create().col(Column::Digest).unique().to_owned(),
+        )
+        .await?;
+        create_index_once(
+            manager,
+            "keyward_keys_previous_digest_idx",
+            Index::create().col(Column::PreviousDigest).to_owned(),
+        )
+        .await?;
         // Listing one owner's keys, newest first, walks this index in order.
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("keyward_keys_owner_id_idx")
-                    .table(Keys::Table)
-                    .col(Column::Owner)
-                    .col(Column::Id)
-                    .to_owned(),
-            )
-            .await
+        create_index_once(
+            manager,
+            "keyward_keys_owner_id_idx",
+            Index::create()
+                .col(Column::Owner)
+                .col(Column::Id)
+                .to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -171,6 +273,9 @@ impl MigrationName for AddDisabledBy {
 #[async_trait::async_trait]
 impl MigrationTrait for AddDisabledBy {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.has_column(KEYS_TABLE, DISABLED_BY).await? {
+            return Ok(());
+        }
         manager
             .alter_table(
                 Table::alter()
@@ -182,6 +287,9 @@ impl MigrationTrait for AddDisabledBy {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if !manager.has_column(KEYS_TABLE, DISABLED_BY).await? {
+            return Ok(());
+        }
         manager
             .alter_table(
                 Table::alter()

@@ -1,14 +1,11 @@
 //! [`SeaOrmStore`]: the [`KeyStore`] on a SeaORM connection.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page, RuleError,
-    SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeStream, DailyUsage, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
+    RuleError, SecretRotation, StoreError, TokenDigest, UsageUpdate,
 };
-use sea_orm::sea_query::{Expr, Query, UpdateStatement};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
     Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Iterable,
@@ -20,7 +17,7 @@ use crate::CHANGE_CHANNEL;
 use crate::OWNER_PREFIX;
 use crate::entity::{ActiveModel, Column, Entity, Model};
 use crate::error::db_error;
-use crate::row::{from_model, micros, to_model};
+use crate::row::{from_model, to_model};
 
 /// A [`KeyStore`] on SQLite, PostgreSQL or MySQL/MariaDB through SeaORM.
 ///
@@ -215,10 +212,6 @@ impl SeaOrmStore {
         None
     }
 
-    fn backend(&self) -> DbBackend {
-        self.db.get_database_backend()
-    }
-
     async fn begin(&self) -> Result<DatabaseTransaction, StoreError> {
         self.db.begin().await.map_err(db_error)
     }
@@ -332,65 +325,6 @@ async fn notify(txn: &DatabaseTransaction, id: KeyId) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Usage of one key, merged over a batch.
-struct MergedUsage {
-    count: u64,
-    last_used_at: DateTime<Utc>,
-    last_used_ip: Option<IpAddr>,
-}
-
-/// Merges a batch by key, in id order so that concurrent batches lock rows in the same order
-/// and cannot deadlock each other.
-fn merge(batch: &[UsageUpdate]) -> BTreeMap<KeyId, MergedUsage> {
-    let mut merged: BTreeMap<KeyId, MergedUsage> = BTreeMap::new();
-    for usage in batch {
-        merged
-            .entry(usage.id)
-            .and_modify(|m| {
-                m.count = m.count.saturating_add(usage.count);
-                if m.last_used_at <= usage.last_used_at {
-                    m.last_used_at = usage.last_used_at;
-                    m.last_used_ip = usage.last_used_ip;
-                }
-            })
-            .or_insert(MergedUsage {
-                count: usage.count,
-                last_used_at: usage.last_used_at,
-                last_used_ip: usage.last_used_ip,
-            });
-    }
-    merged
-}
-
-/// One statement per key: add to the counter in the database (never read-modify-write), and
-/// move `last_used_*` only forwards.
-///
-/// MySQL evaluates `SET` assignments left to right against already updated columns, so the
-/// address is assigned before the time it is compared with.
-fn usage_statement(id: KeyId, usage: &MergedUsage) -> UpdateStatement {
-    let count = i64::try_from(usage.count).unwrap_or(i64::MAX);
-    let at = micros(usage.last_used_at);
-    let newer = || {
-        Condition::any()
-            .add(Expr::col(Column::LastUsedAt).is_null())
-            .add(Expr::col(Column::LastUsedAt).lte(at))
-    };
-    let ip = usage.last_used_ip.map(|ip| ip.to_string());
-    Query::update()
-        .table(Entity)
-        .value(Column::UsageCount, Expr::col(Column::UsageCount).add(count))
-        .value(
-            Column::LastUsedIp,
-            Expr::case(newer(), Expr::val(ip)).finally(Expr::col(Column::LastUsedIp)),
-        )
-        .value(
-            Column::LastUsedAt,
-            Expr::case(newer(), Expr::val(at)).finally(Expr::col(Column::LastUsedAt)),
-        )
-        .and_where(Expr::col(Column::Id).eq(*id.as_uuid()))
-        .to_owned()
-}
-
 impl KeyStore for SeaOrmStore {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let model = to_model(&record)?;
@@ -479,6 +413,7 @@ impl KeyStore for SeaOrmStore {
 
     async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
         let txn = self.begin().await?;
+        crate::usage::delete(&txn, id).await?;
         let deleted = Entity::delete_by_id(*id.as_uuid())
             .exec(&txn)
             .await
@@ -506,27 +441,16 @@ impl KeyStore for SeaOrmStore {
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
-        let merged = merge(batch);
-        let backend = self.backend();
-        if let [(id, usage)] = merged.iter().collect::<Vec<_>>()[..] {
-            // A single statement is atomic by itself.
-            self.db
-                .execute(backend.build(&usage_statement(*id, usage)))
-                .await
-                .map_err(db_error)?;
+        if batch.is_empty() {
             return Ok(());
         }
-        if merged.is_empty() {
-            return Ok(());
-        }
-        // All or nothing, so a recorder that retries a failed batch never counts twice.
         let txn = self.begin().await?;
-        for (id, usage) in &merged {
-            txn.execute(backend.build(&usage_statement(*id, usage)))
-                .await
-                .map_err(db_error)?;
-        }
+        crate::usage::record(&txn, batch).await?;
         txn.commit().await.map_err(db_error)
+    }
+
+    async fn usage_days(&self, id: KeyId, since: NaiveDate) -> Result<Vec<DailyUsage>, StoreError> {
+        crate::usage::days(&self.db, id, since).await
     }
 
     fn changes(&self) -> Option<ChangeStream> {
@@ -556,5 +480,13 @@ impl KeyStore for SeaOrmStore {
         #[cfg(not(feature = "postgres"))]
         let _ = owner;
         Ok(())
+    }
+
+    async fn record_settings(&self, settings: &AppSettings) -> Result<(), StoreError> {
+        crate::settings::record(&self.db, settings).await
+    }
+
+    async fn settings(&self) -> Result<Option<AppSettings>, StoreError> {
+        crate::settings::read(&self.db).await
     }
 }

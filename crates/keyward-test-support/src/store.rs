@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use keyward::core::ChangeStream;
-use keyward::core::{KeyUpdate, SecretRotation, TokenDigest, UsageUpdate};
+use keyward::core::{DailyUsage, KeyUpdate, SecretRotation, TokenDigest, UsageUpdate};
 use keyward::{KeyId, KeyRecord, KeyStore, ListQuery, MemoryStore, Page, StoreError};
 
 /// Wraps a store (a [`MemoryStore`] unless told otherwise), counting every call in
@@ -51,6 +51,7 @@ pub struct Counts {
     find: AtomicUsize,
     record_usage: AtomicUsize,
     usage_updates: AtomicUsize,
+    usage_days: AtomicUsize,
     writes: AtomicUsize,
     reads: AtomicUsize,
     owner_changes: AtomicUsize,
@@ -74,6 +75,11 @@ impl Counts {
         self.usage_updates.load(Ordering::SeqCst)
     }
 
+    /// Calls to [`KeyStore::usage_days`].
+    pub fn usage_days(&self) -> usize {
+        self.usage_days.load(Ordering::SeqCst)
+    }
+
     /// Calls that change keys: insert, update, revoke, delete, replace the secret, refresh.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
@@ -91,7 +97,12 @@ impl Counts {
 
     /// Every call of any method.
     pub fn total(&self) -> usize {
-        self.find() + self.usage_writes() + self.writes() + self.reads() + self.owner_changes()
+        self.find()
+            + self.usage_writes()
+            + self.usage_days()
+            + self.writes()
+            + self.reads()
+            + self.owner_changes()
     }
 
     /// When each lookup started, oldest first: empty unless the store was built with
@@ -266,6 +277,12 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
         self.wait().await;
         self.check()?;
         self.inner.record_usage(batch).await
+    }
+
+    async fn usage_days(&self, id: KeyId, since: NaiveDate) -> Result<Vec<DailyUsage>, StoreError> {
+        Counts::count(&self.counts.usage_days);
+        self.check()?;
+        self.inner.usage_days(id, since).await
     }
 
     fn changes(&self) -> Option<ChangeStream> {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use crate::refused::RefusedClients;
+
 /// Counts the failed verifications of each client and says when one has used up its budget.
 ///
 /// Anyone can compute the check digits of a token, so well-formed tokens that no key has cost
@@ -59,6 +61,8 @@ pub struct LocalFailureBudget {
     limit: u32,
     window: Duration,
     clients: Cache<IpAddr, Arc<Window>, crate::cache::Hasher>,
+    /// Clients already found over budget: a flood is refused without a cache lookup.
+    refused: Arc<RefusedClients>,
 }
 
 #[derive(Debug)]
@@ -95,6 +99,7 @@ impl LocalFailureBudget {
                 .time_to_live(window)
                 .max_capacity(100_000)
                 .build_with_hasher(crate::cache::Hasher::default()),
+            refused: Arc::default(),
         }
     }
 
@@ -110,9 +115,9 @@ impl LocalFailureBudget {
         self.window
     }
 
-    /// The client's window and its age, while it lasts.
-    fn current(&self, client: IpAddr) -> Option<(Arc<Window>, Duration)> {
-        let window = self.clients.get(&bucket(client))?;
+    /// The window of `key` (a [`bucket`]) and its age, while it lasts.
+    fn current(&self, key: IpAddr) -> Option<(Arc<Window>, Duration)> {
+        let window = self.clients.get(&key)?;
         let age = window.started.elapsed();
         (age < self.window).then_some((window, age))
     }
@@ -120,14 +125,23 @@ impl LocalFailureBudget {
 
 impl FailureBudget for LocalFailureBudget {
     fn exhausted(&self, client: IpAddr) -> Option<Duration> {
-        let (window, age) = self.current(client)?;
-        (window.failures.load(Ordering::Relaxed) >= self.limit.max(1))
-            .then(|| self.window.saturating_sub(age))
+        let key = bucket(client);
+        if let Some(wait) = self.refused.refused(key) {
+            return Some(wait);
+        }
+        let (window, age) = self.current(key)?;
+        if window.failures.load(Ordering::Relaxed) < self.limit.max(1) {
+            return None;
+        }
+        // The window is fixed, so the refusal lasts until it ends whatever else happens.
+        let wait = self.window.saturating_sub(age);
+        self.refused.remember(key, wait);
+        Some(wait)
     }
 
     fn charge(&self, client: IpAddr) {
         let key = bucket(client);
-        let window = match self.current(client) {
+        let window = match self.current(key) {
             Some((window, _)) => window,
             None => {
                 let fresh = Arc::new(Window {

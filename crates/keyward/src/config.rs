@@ -589,6 +589,7 @@ impl KeywardBuilder {
             budget: self.budget,
             tasks_started: AtomicBool::new(false),
             tasks: Mutex::default(),
+            settings_lock: tokio::sync::Mutex::default(),
         };
         let keyward = Keyward::from_inner(inner);
         keyward.start_tasks();

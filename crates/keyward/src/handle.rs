@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use keyward_core::{Clock, KeyChange, ScopeCatalog, StoreError, TokenFormat, TokenHasher};
+use keyward_core::{
+    AppSettings, Clock, KeyChange, ScopeCatalog, StoreError, TokenFormat, TokenHasher,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -78,6 +80,9 @@ impl fmt::Debug for Keyward {
 /// How long a usage write may take before its counts go back for the next flush.
 const USAGE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long recording the application's settings may take.
+const SETTINGS_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) catalog: ScopeCatalog,
@@ -103,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) budget: Option<Arc<dyn FailureBudget>>,
     pub(crate) tasks_started: AtomicBool,
     pub(crate) tasks: Mutex<Tasks>,
+    /// One settings write at a time: the one at start and the application's own do not race.
+    pub(crate) settings_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,31 +229,48 @@ impl Inner {
                 "the key store keeps failing; usage is kept for the next flush",
             ));
         }
-        let batch = self.usage.drain();
-        if batch.is_empty() {
+        // The uses stay visible (`Keyward::pending_usage`) while they are written, and go
+        // back for the next flush when `write` is dropped unwritten.
+        let write = self.usage.start_write();
+        if write.batch().is_empty() {
             return Ok(());
         }
         // A store that does not answer must not hold the counts (or a shutdown) forever. A
         // write abandoned at its deadline is rolled back with its transaction, so the counts
         // go back for the next flush.
-        let written = tokio::time::timeout(USAGE_WRITE_TIMEOUT, self.store.record_usage(&batch))
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::new(
-                    keyward_core::StoreErrorKind::Unavailable,
-                    "the usage write did not finish in time",
-                ))
-            });
-        match written {
-            Ok(()) => {
-                tracing::debug!(keys = batch.len(), "keyward usage flushed");
-                Ok(())
-            }
-            Err(err) => {
-                self.usage.restore(&batch);
-                Err(err)
-            }
-        }
+        let written =
+            tokio::time::timeout(USAGE_WRITE_TIMEOUT, self.store.record_usage(write.batch()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::new(
+                        keyward_core::StoreErrorKind::Unavailable,
+                        "the usage write did not finish in time",
+                    ))
+                });
+        written?;
+        tracing::debug!(keys = write.batch().len(), "keyward usage flushed");
+        write.written();
+        Ok(())
+    }
+
+    pub(crate) fn app_settings(&self) -> AppSettings {
+        AppSettings::new(&self.format, &self.catalog, &self.hasher, self.clock.now())
+    }
+
+    pub(crate) async fn record_settings(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.settings_lock.lock().await;
+        let settings = self.app_settings();
+        tokio::time::timeout(
+            SETTINGS_WRITE_TIMEOUT,
+            self.store.record_settings(&settings),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::new(
+                keyward_core::StoreErrorKind::Unavailable,
+                "recording the application's settings did not finish in time",
+            ))
+        })
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
@@ -294,6 +318,60 @@ impl Keyward {
     #[must_use]
     pub fn token_format(&self) -> &TokenFormat {
         &self.inner.format
+    }
+
+    /// The settings [`record_settings`](Self::record_settings) writes: the prefix of new
+    /// keys, every accepted prefix, the scope catalog with descriptions and the pepper's
+    /// [fingerprint](keyward_core::TokenHasher::pepper_fingerprint) (never the pepper).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore};
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// let settings = keyward.app_settings();
+    /// assert_eq!(settings.prefix, "books");
+    /// assert!(settings.scopes.iter().any(|scope| scope.name == "keys:read"));
+    /// assert_eq!(settings.pepper_fingerprint, None);
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn app_settings(&self) -> AppSettings {
+        self.inner.app_settings()
+    }
+
+    /// Records the [application's settings](Self::app_settings) in the store, replacing
+    /// those recorded before, so that the `keyward` command line issues keys this
+    /// application accepts (its prefix, only its scopes, its pepper).
+    ///
+    /// The handle also records them once in the background when its tasks start (at
+    /// [`build`](crate::KeywardBuilder::build) inside a Tokio runtime, or at the first
+    /// request), logging a warning if that fails. Await this at start-up, after the
+    /// migrations, to have them recorded before the command line is used, or to fail on a
+    /// store that cannot record them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{KeyStore, Keyward, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// let keyward = Keyward::builder(store.clone()).prefix("books").build()?;
+    /// keyward.record_settings().await?;
+    /// assert_eq!(store.settings().await?.map(|s| s.prefix).as_deref(), Some("books"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's error; [`Unavailable`](keyward_core::StoreErrorKind::Unavailable) when
+    /// the write takes longer than 10 seconds.
+    pub async fn record_settings(&self) -> Result<(), StoreError> {
+        self.inner.record_settings().await
     }
 
     /// The current time of the configured clock.
@@ -414,6 +492,21 @@ impl Keyward {
         tasks.flush = Some(flush);
         tasks.feed = feed;
         tasks.stop = Some(stop);
+        drop(tasks);
+        runtime.spawn(record_settings_at_start(Arc::downgrade(&self.inner)));
+    }
+}
+
+/// Records the application's settings once; a failure only costs the command line its
+/// knowledge of this application, so it is logged, never raised.
+async fn record_settings_at_start(inner: Weak<Inner>) {
+    let Some(inner) = inner.upgrade() else { return };
+    if let Err(err) = inner.record_settings().await {
+        tracing::warn!(
+            error = %err,
+            "keyward could not record the application's settings; the keyward command line \
+             will not know this application's prefix, scopes and pepper until they are recorded"
+        );
     }
 }
 

@@ -106,6 +106,7 @@ mod principal;
 mod problem;
 mod query;
 mod rate;
+mod refused;
 mod rejection;
 mod source;
 mod store;

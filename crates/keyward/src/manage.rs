@@ -75,7 +75,7 @@ impl ManageError {
         }
     }
 
-    fn from_store(err: StoreError, id: Option<KeyId>) -> Self {
+    pub(crate) fn from_store(err: StoreError, id: Option<KeyId>) -> Self {
         match (err.kind(), id) {
             (StoreErrorKind::NotFound, Some(id)) => Self::NotFound(id),
             (StoreErrorKind::Conflict, _) => Self::Conflict(err),
@@ -169,6 +169,32 @@ impl Keyward {
             Some(callers) => callers.users().await.map_err(ManageError::Callers),
             None => Ok(None),
         }
+    }
+
+    /// Whether the application told keyward who its users are
+    /// ([`KeywardBuilder::callers`](crate::KeywardBuilder::callers)): only then can an owner be
+    /// checked.
+    #[must_use]
+    pub fn knows_users(&self) -> bool {
+        self.inner.callers.is_some()
+    }
+
+    /// The user `id` as the application's [`Callers`](crate::Callers) sees them now, with the
+    /// scopes of their role expanded by the catalog; `None` when the user does not exist or
+    /// the application gave keyward no `Callers` (see [`knows_users`](Self::knows_users)).
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Callers`] when the lookup fails.
+    pub async fn user(&self, id: &str) -> Result<Option<crate::User>, ManageError> {
+        let Some(callers) = &self.inner.callers else {
+            return Ok(None);
+        };
+        let user = callers.user(id).await.map_err(ManageError::Callers)?;
+        Ok(user.map(|mut user| {
+            user.scopes = self.catalog().expand(&user.scopes);
+            user
+        }))
     }
 
     /// Drops every cached key on this instance, so that each key's record and owner are read

@@ -5,10 +5,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::DailyUsage;
 use keyward_core::{
-    ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page, SecretRotation,
-    StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
+    SecretRotation, StoreError, TokenDigest, UsageUpdate,
 };
 
 pub(crate) type StoreFuture<'a, T> =
@@ -39,8 +40,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, KeyRecord>;
     fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord>;
     fn record_usage<'a>(&'a self, batch: &'a [UsageUpdate]) -> StoreFuture<'a, ()>;
+    fn usage_days(&self, id: KeyId, since: NaiveDate) -> StoreFuture<'_, Vec<DailyUsage>>;
     fn changes(&self) -> Option<ChangeStream>;
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
+    fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()>;
 }
 
 impl<S: KeyStore> DynStore for S {
@@ -98,11 +101,19 @@ impl<S: KeyStore> DynStore for S {
         Box::pin(KeyStore::record_usage(self, batch))
     }
 
+    fn usage_days(&self, id: KeyId, since: NaiveDate) -> StoreFuture<'_, Vec<DailyUsage>> {
+        Box::pin(KeyStore::usage_days(self, id, since))
+    }
+
     fn changes(&self) -> Option<ChangeStream> {
         KeyStore::changes(self)
     }
 
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(KeyStore::owner_changed(self, owner))
+    }
+
+    fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()> {
+        Box::pin(KeyStore::record_settings(self, settings))
     }
 }

@@ -5,8 +5,11 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::{DateTime, Utc};
-use keyward_core::{KeyId, UsageUpdate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use keyward_core::{DailyUsage, KeyId, KeyRecord, UsageUpdate, ValidationError};
+
+use crate::handle::Keyward;
+use crate::manage::ManageError;
 
 /// Uses of one key since the last flush. The cache entry of the key holds it, so counting a
 /// request on a cache hit is two atomic operations and a lock no other key shares.
@@ -46,16 +49,23 @@ impl KeyUsage {
     /// Takes the pending uses, if any.
     fn take(&self, id: KeyId) -> Option<UsageUpdate> {
         let count = self.count.swap(0, Ordering::AcqRel);
-        if count == 0 {
-            return None;
-        }
+        (count > 0).then(|| self.update(id, count))
+    }
+
+    /// The pending uses, if any, leaving them pending.
+    fn peek(&self, id: KeyId) -> Option<UsageUpdate> {
+        let count = self.count.load(Ordering::Acquire);
+        (count > 0).then(|| self.update(id, count))
+    }
+
+    fn update(&self, id: KeyId, count: u64) -> UsageUpdate {
         let micros = self.last_used.load(Ordering::Relaxed);
-        Some(UsageUpdate {
+        UsageUpdate {
             id,
             count,
             last_used_at: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
             last_used_ip: *self.last_ip.lock().unwrap_or_else(PoisonError::into_inner),
-        })
+        }
     }
 }
 
@@ -78,9 +88,29 @@ fn fingerprint(ip: Option<IpAddr>) -> u64 {
 ///
 /// Memory is bounded by the number of keys that were used: a key's counter is one entry
 /// however many requests it serves and however long the store refuses the flush.
+///
+/// Uses a flush has taken stay visible to [`peek`](Self::peek) until their write ends: they
+/// are either still counted here (pending or being written) or written, never both and never
+/// neither, as far as this recorder can tell.
 #[derive(Debug, Default)]
 pub(crate) struct UsageRecorder {
-    keys: Mutex<HashMap<KeyId, Arc<KeyUsage>>>,
+    state: Mutex<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    keys: HashMap<KeyId, Arc<KeyUsage>>,
+    /// Uses taken by writes that have not ended, by key, with the number of their write.
+    writing: HashMap<KeyId, Vec<(u64, UsageUpdate)>>,
+    next_write: u64,
+}
+
+impl Counters {
+    fn counter(&mut self, id: KeyId) -> &Arc<KeyUsage> {
+        self.keys
+            .entry(id)
+            .or_insert_with(|| Arc::new(KeyUsage::new()))
+    }
 }
 
 impl UsageRecorder {
@@ -88,89 +118,287 @@ impl UsageRecorder {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, Arc<KeyUsage>>> {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Counters> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The counter of `id`, shared by every cache entry of the key.
     pub(crate) fn counter(&self, id: KeyId) -> Arc<KeyUsage> {
-        Arc::clone(
-            self.lock()
-                .entry(id)
-                .or_insert_with(|| Arc::new(KeyUsage::new())),
-        )
+        Arc::clone(self.lock().counter(id))
     }
 
-    /// Takes everything counted so far, and forgets the counters no cache entry holds.
-    pub(crate) fn drain(&self) -> Vec<UsageUpdate> {
+    /// Takes everything counted so far for one write, and forgets the counters no cache entry
+    /// holds. The uses stay visible to [`peek`](Self::peek) until the write is
+    /// [`written`](UsageWrite::written), or dropped, which puts them back.
+    pub(crate) fn start_write(&self) -> UsageWrite<'_> {
+        let mut state = self.lock();
+        let number = state.next_write;
+        state.next_write = state.next_write.wrapping_add(1);
         let mut batch = Vec::new();
-        self.lock().retain(|id, usage| match usage.take(*id) {
-            Some(update) => {
-                batch.push(update);
-                true
+        state.keys.retain(|id, usage| {
+            // Asked before taking: a counter only this map holds gets no more uses (a new
+            // holder needs the lock held here), so once taken it is empty for good. Asked
+            // after, a holder could count a use and let go in between, and the use be lost.
+            let held = Arc::strong_count(usage) > 1;
+            // Pairs with the release of the last other holder's drop, so its uses are seen.
+            std::sync::atomic::fence(Ordering::Acquire);
+            match usage.take(*id) {
+                Some(update) => {
+                    batch.push(update);
+                    true
+                }
+                None => held,
             }
-            None => Arc::strong_count(usage) > 1,
         });
-        batch
+        for update in &batch {
+            state
+                .writing
+                .entry(update.id)
+                .or_default()
+                .push((number, *update));
+        }
+        UsageWrite {
+            recorder: self,
+            number,
+            batch,
+            written: false,
+        }
     }
 
-    /// Puts back a batch whose write failed, so that nothing is lost.
-    pub(crate) fn restore(&self, batch: &[UsageUpdate]) {
+    /// Ends write `number`: its uses are no longer in flight, and unless they were written
+    /// they are counted again for the next flush, so that nothing is lost.
+    fn end_write(&self, number: u64, batch: &[UsageUpdate], written: bool) {
+        let mut state = self.lock();
         for update in batch {
-            self.counter(update.id)
-                .record(update.count, update.last_used_at, update.last_used_ip);
+            if let Some(writes) = state.writing.get_mut(&update.id) {
+                writes.retain(|(n, _)| *n != number);
+                if writes.is_empty() {
+                    state.writing.remove(&update.id);
+                }
+            }
+            if !written {
+                state.counter(update.id).record(
+                    update.count,
+                    update.last_used_at,
+                    update.last_used_ip,
+                );
+            }
         }
+    }
+
+    /// The uses of `id` not yet written to the store: those counted since the last flush and
+    /// those of a write still in progress, merged (their count added up, the latest use
+    /// kept). Leaves them where they are.
+    pub(crate) fn peek(&self, id: KeyId) -> Option<UsageUpdate> {
+        let state = self.lock();
+        let writing = state
+            .writing
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|(_, u)| *u);
+        let pending = state.keys.get(&id).and_then(|usage| usage.peek(id));
+        writing.chain(pending).reduce(|mut merged, update| {
+            merge(&mut merged, &update);
+            merged
+        })
     }
 
     /// Uses counted and not yet written, over every key.
     pub(crate) fn pending(&self) -> u64 {
-        self.lock()
+        let state = self.lock();
+        let counted: u64 = state
+            .keys
             .values()
             .map(|usage| usage.count.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        let writing: u64 = state
+            .writing
+            .values()
+            .flatten()
+            .map(|(_, update)| update.count)
+            .sum();
+        counted.saturating_add(writing)
+    }
+}
+
+/// Adds `update` to `merged`, keeping the later use (the later one in order on a tie).
+pub(crate) fn merge(merged: &mut UsageUpdate, update: &UsageUpdate) {
+    merged.count = merged.count.saturating_add(update.count);
+    if update.last_used_at >= merged.last_used_at {
+        merged.last_used_at = update.last_used_at;
+        merged.last_used_ip = update.last_used_ip;
+    }
+}
+
+/// The uses one flush took from the [`UsageRecorder`], while it writes them. Dropped
+/// without [`written`](Self::written) (a failed or abandoned write) it counts them again.
+#[derive(Debug)]
+pub(crate) struct UsageWrite<'a> {
+    recorder: &'a UsageRecorder,
+    number: u64,
+    batch: Vec<UsageUpdate>,
+    written: bool,
+}
+
+impl UsageWrite<'_> {
+    /// One update per key.
+    pub(crate) fn batch(&self) -> &[UsageUpdate] {
+        &self.batch
+    }
+
+    /// The store has the uses: they are no longer pending.
+    pub(crate) fn written(mut self) {
+        self.written = true;
+    }
+}
+
+impl Drop for UsageWrite<'_> {
+    fn drop(&mut self) {
+        if !self.batch.is_empty() {
+            self.recorder
+                .end_write(self.number, &self.batch, self.written);
+        }
+    }
+}
+
+/// The most days [`Keyward::usage_days`] answers for: a year, leap or not.
+const MAX_USAGE_DAYS: u32 = 366;
+
+impl Keyward {
+    /// The uses of key `id` that this instance has counted and not yet written to the store:
+    /// those since the last flush and those of a flush still writing, as one update (their
+    /// count added up, the latest use with its client address). `None` when there are none.
+    ///
+    /// Usage is written in batches every
+    /// [flush interval](crate::KeywardBuilder::usage_flush_interval), so a record read from
+    /// the store lags behind by up to that long; add this to show a key as used the moment it
+    /// was, as [`include_pending_usage`](Self::include_pending_usage) does. Only this
+    /// instance's uses are known here: other instances' appear when they flush.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// let issued = keyward.create(NewKey::service("ci").scopes(["*"])).await?;
+    /// keyward.verify(issued.token.expose_secret(), None).await?;
+    ///
+    /// let pending = keyward.pending_usage(issued.record.id).expect("one use");
+    /// assert_eq!(pending.count, 1);
+    /// let mut record = keyward.get(issued.record.id).await?;
+    /// assert_eq!(record.usage_count, 0, "not flushed yet");
+    /// keyward.include_pending_usage(&mut record);
+    /// assert_eq!(record.usage_count, 1);
+    ///
+    /// keyward.flush_usage().await?;
+    /// assert_eq!(keyward.pending_usage(issued.record.id), None);
+    /// assert_eq!(keyward.get(issued.record.id).await?.usage_count, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn pending_usage(&self, id: KeyId) -> Option<UsageUpdate> {
+        self.inner.usage.peek(id)
+    }
+
+    /// Adds the key's [pending usage](Self::pending_usage) to `record`, as read from the
+    /// store: its count to `usage_count`, and its latest use to `last_used_at` and
+    /// `last_used_ip` when it is later than the stored one. The management API shows every
+    /// key this way.
+    ///
+    /// A record read while a flush of the same key commits may, for that one read, show that
+    /// flush's uses twice or not at all; the next read is exact again.
+    pub fn include_pending_usage(&self, record: &mut KeyRecord) {
+        let Some(pending) = self.pending_usage(record.id) else {
+            return;
+        };
+        record.usage_count = record.usage_count.saturating_add(pending.count);
+        if record
+            .last_used_at
+            .is_none_or(|at| at <= pending.last_used_at)
+        {
+            record.last_used_at = Some(pending.last_used_at);
+            record.last_used_ip = pending.last_used_ip;
+        }
+    }
+
+    /// The daily use counts of key `id` over the last `days` days (1 to 366) ending today,
+    /// oldest first: one entry per day, zeros included, dates in UTC by the handle's
+    /// [clock](Self::now). The uses not yet written ([`pending_usage`](Self::pending_usage))
+    /// count on the day of their latest use, as the flush that writes them will count them.
+    ///
+    /// Whether the caller may see the key is the caller's decision; an unknown key has only
+    /// zeros.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{Keyward, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keyward = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// let issued = keyward.create(NewKey::service("ci").scopes(["*"])).await?;
+    /// keyward.verify(issued.token.expose_secret(), None).await?;
+    /// keyward.flush_usage().await?;
+    /// keyward.verify(issued.token.expose_secret(), None).await?;
+    ///
+    /// let days = keyward.usage_days(issued.record.id, 30).await?;
+    /// assert_eq!(days.len(), 30);
+    /// let today = days.last().expect("30 days");
+    /// assert_eq!(today.date, keyward.now().date_naive());
+    /// assert_eq!(today.count, 2, "one written, one pending");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Validation`] naming `days` when it is 0 or above 366, or the store's
+    /// error.
+    pub async fn usage_days(&self, id: KeyId, days: u32) -> Result<Vec<DailyUsage>, ManageError> {
+        if !(1..=MAX_USAGE_DAYS).contains(&days) {
+            return Err(ValidationError::field(
+                "days",
+                format!("must be a number from 1 to {MAX_USAGE_DAYS}"),
+            )
+            .into());
+        }
+        let today = self.now().date_naive();
+        let first = today
+            .checked_sub_days(Days::new(u64::from(days - 1)))
+            .unwrap_or(NaiveDate::MIN);
+        let stored = self
+            .inner
+            .store
+            .usage_days(id, first)
+            .await
+            .map_err(|err| ManageError::from_store(err, Some(id)))?;
+        let mut series: Vec<DailyUsage> = first
+            .iter_days()
+            .take_while(|date| *date <= today)
+            .map(|date| DailyUsage { date, count: 0 })
+            .collect();
+        let mut add = |date: NaiveDate, count: u64| {
+            let offset = (date - first).num_days();
+            if let Some(day) = usize::try_from(offset).ok().and_then(|i| series.get_mut(i)) {
+                day.count = day.count.saturating_add(count);
+            }
+        };
+        for day in stored {
+            add(day.date, day.count);
+        }
+        if let Some(pending) = self.pending_usage(id) {
+            add(pending.last_used_at.date_naive(), pending.count);
+        }
+        Ok(series)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_merge_and_restore() {
-        let recorder = UsageRecorder::new();
-        let (a, b) = (KeyId::new(), KeyId::new());
-        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let counter = recorder.counter(a);
-        counter.record(1, t0, None);
-        counter.record(1, t0 + chrono::TimeDelta::seconds(5), Some(ip));
-        recorder
-            .counter(a)
-            .record(1, t0 + chrono::TimeDelta::seconds(1), None);
-        recorder.counter(b).record(1, t0, None);
-        assert_eq!(recorder.pending(), 4);
-        let batch = recorder.drain();
-        let a_update = batch.iter().find(|u| u.id == a).unwrap();
-        assert_eq!(a_update.count, 3);
-        assert_eq!(a_update.last_used_ip, Some(ip));
-        assert_eq!(a_update.last_used_at, t0 + chrono::TimeDelta::seconds(5));
-        assert!(recorder.drain().is_empty());
-        recorder.restore(&batch);
-        counter.record(1, t0, None);
-        let again = recorder.drain();
-        assert_eq!(again.iter().find(|u| u.id == a).unwrap().count, 4);
-        assert_eq!(again.iter().find(|u| u.id == b).unwrap().count, 1);
-    }
-
-    #[test]
-    fn idle_counters_are_forgotten_unless_held() {
-        let recorder = UsageRecorder::new();
-        let (held, idle) = (KeyId::new(), KeyId::new());
-        let counter = recorder.counter(held);
-        drop(recorder.counter(idle));
-        assert!(recorder.drain().is_empty());
-        assert_eq!(recorder.lock().len(), 1);
-        counter.record(2, Utc::now(), None);
-        assert_eq!(recorder.drain()[0].count, 2);
-    }
-}
+#[path = "usage_tests.rs"]
+mod tests;

@@ -315,6 +315,9 @@ impl App {
             builder = builder.pepper(pepper.as_bytes().to_vec());
         }
         let keyward = builder.build()?;
+        // So that the `keyward` command line knows this app's prefix, scopes and pepper
+        // before anyone uses it.
+        keyward.record_settings().await?;
 
         let first_start = if db::is_empty(&db).await? {
             Some(first_start(&db, &keyward, config).await?)
