@@ -80,10 +80,14 @@ async fn fifty_keys(page: &Page, app: &BrowserApp) -> Result<(), String> {
         vec![],
     )
     .await?;
-    for _ in 0..20 {
-        page.js("window.scrollBy(0, 400);", vec![]).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
+    page.js(
+        "for (let i = 0; i < 20; i += 1) {
+           window.scrollBy(0, 400);
+           await new Promise((frame) => requestAnimationFrame(frame));
+         }",
+        vec![],
+    )
+    .await?;
     page.wait_until("document.querySelectorAll(\"td[data-usage='loaded']\").length === 50")
         .await?;
     let most = page.js("return window.kwMostInFlight;", vec![]).await?;
