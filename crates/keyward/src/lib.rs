@@ -137,8 +137,8 @@ pub use source::CredentialSource;
 /// The core crate: token format, scopes, key records, policy and the store trait.
 pub use keyward_core as core;
 pub use keyward_core::{
-    Clock, Expiry, GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId, KeyKind, KeyRecord,
-    KeyStore, KeyView, ListCursor, ListQuery, ManualClock, MemoryStore, NewKey, Page, Scope,
-    ScopeCatalog, ScopeSet, StoreError, StoreErrorKind, SystemClock, Token, TokenFormat,
-    TypedScope, ValidationError, scopes,
+    AppSettings, Clock, DailyUsage, Expiry, GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId,
+    KeyKind, KeyRecord, KeyStore, KeyView, ListCursor, ListQuery, ManualClock, MemoryStore, NewKey,
+    Page, Scope, ScopeCatalog, ScopeSet, StoreError, StoreErrorKind, SystemClock, Token,
+    TokenFormat, TypedScope, ValidationError, scopes,
 };
