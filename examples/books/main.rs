@@ -3,7 +3,9 @@
 //! Configuration comes from the environment: `BOOKS_ADDR` (default `127.0.0.1:3000`),
 //! `DATABASE_URL` (default `sqlite://books.db?mode=rwc`), `BOOKS_ADMIN_PASSWORD`,
 //! `BOOKS_READER_PASSWORD`, `BOOKS_PEPPER`, `BOOKS_TRUSTED_PROXIES`,
-//! `BOOKS_HEADER_READ_TIMEOUT_SECS` (default 10).
+//! `BOOKS_HEADER_READ_TIMEOUT_SECS` (default 10), `BOOKS_REDIS_URL` and
+//! `BOOKS_REDIS_NAMESPACE` (several instances: shared rate limits, change feed and failure
+//! budget; see `books::Config::redis_url`).
 
 use std::process::ExitCode;
 

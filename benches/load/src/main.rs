@@ -55,8 +55,15 @@ options:
   --paced-connections N  its keep-alive connections (default 16)
   --forged-per-second N  forged tokens set aside per second of a flood run, above what wrk
                          can send, so that none repeats (default 250000)
+  --redis URL            also measure keyward-redis (MemoryStore, cache on): a rate-limited key
+                         on the Redis limiter and on the in-memory one, and a key without a
+                         limit with Redis configured (the limit is high enough that every
+                         request is admitted, so the rows show the check's cost)
   --quick                --duration 1 --rounds 1 --requests 2000: checks the harness only
 ";
+
+/// The rate limit of the keys of the `--redis` rows: high enough never to refuse.
+const UNREACHED_RATE_LIMIT: &str = "1000000000";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -71,6 +78,7 @@ struct Options {
     paced_rate: u64,
     paced_connections: usize,
     forged_per_second: u64,
+    redis: Option<String>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, BoxError> {
@@ -89,6 +97,7 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         paced_rate: 10_000,
         paced_connections: 16,
         forged_per_second: 250_000,
+        redis: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -106,6 +115,7 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             "--paced-rate" => options.paced_rate = value()?.parse()?,
             "--paced-connections" => options.paced_connections = value()?.parse()?,
             "--forged-per-second" => options.forged_per_second = value()?.parse()?,
+            "--redis" => options.redis = Some(value()?.clone()),
             "--quick" => {
                 options.duration = Duration::from_secs(1);
                 options.rounds = 1;
@@ -439,9 +449,22 @@ async fn run(options: Options) -> Result<(), BoxError> {
             .args(["--db".to_owned(), scratch.sqlite_url("keyward-paced")])
             .args(["--trust-loopback", "--count-lookups"]),
     ];
-    if let Some(pg) = &postgres {
+    let pg_server = postgres.as_ref().map(|pg| {
         launches.push(serve("keyward-postgres").args(["--db", pg.url.as_str()]));
-    }
+        launches.len() - 1
+    });
+    // With --redis: the in-memory limiter, the Redis limiter, and Redis without a limit.
+    let redis_servers = options.redis.as_deref().map(|url| {
+        let first = launches.len();
+        launches.push(serve("keyward-memory").args(["--rate-limit", UNREACHED_RATE_LIMIT]));
+        launches.push(
+            serve("keyward-memory")
+                .args(["--rate-limit", UNREACHED_RATE_LIMIT])
+                .args(["--redis", url]),
+        );
+        launches.push(serve("keyward-memory").args(["--redis", url]));
+        first
+    });
     let mut servers: Vec<Server> = Vec::with_capacity(launches.len());
     for launch in launches {
         eprintln!("starting {}", launch.name);
@@ -499,8 +522,26 @@ async fn run(options: Options) -> Result<(), BoxError> {
             200,
         ),
     ];
-    if postgres.is_some() {
-        let pg = servers.len() - 1;
+    if let Some(first) = redis_servers {
+        for (offset, label) in [
+            "keyward, MemoryStore, rate-limited key, in-memory limiter",
+            "keyward, MemoryStore, rate-limited key, Redis limiter",
+            "keyward, MemoryStore, key without a limit, Redis configured",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let server = first + offset;
+            targets.push(target(
+                label,
+                server,
+                wrk(servers[server].token()?),
+                memory,
+                200,
+            ));
+        }
+    }
+    if let Some(pg) = pg_server {
         targets.push(target(
             "keyward, PostgreSQL, cache on",
             pg,

@@ -92,6 +92,10 @@ struct ServeOptions {
     trust_loopback: bool,
     /// Count store lookups and the failure budget's decisions (keyward servers).
     count_lookups: bool,
+    /// The keys' rate limit per minute (keyward servers).
+    rate_limit: Option<u32>,
+    /// Redis for the rate limiter, the change feed and the failure budget (keyward servers).
+    redis: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
@@ -106,6 +110,8 @@ fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
         flush_interval: None,
         trust_loopback: false,
         count_lookups: false,
+        rate_limit: None,
+        redis: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -119,6 +125,8 @@ fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
             "--count-writes" => options.count_writes = true,
             "--trust-loopback" => options.trust_loopback = true,
             "--count-lookups" => options.count_lookups = true,
+            "--rate-limit" => options.rate_limit = Some(value()?.parse()?),
+            "--redis" => options.redis = Some(value()?.clone()),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -300,12 +308,22 @@ async fn keyward_app(
         }
         None => None,
     };
+    if let Some(url) = &options.redis {
+        let namespace = format!("keyward-bench:{}", std::process::id());
+        let redis = keyward_redis::Redis::connect(url, namespace).await?;
+        builder = builder
+            .rate_limiter(redis.rate_limiter())
+            .change_feed(redis.change_feed())
+            .failure_budget(redis.failure_budget());
+    }
     let keyward = builder.build()?;
     let mut tokens = Vec::with_capacity(options.keys);
     for i in 0..options.keys {
-        let issued = keyward
-            .create(NewKey::service(format!("bench {i}")).scopes(["bench:read"]))
-            .await?;
+        let mut new = NewKey::service(format!("bench {i}")).scopes(["bench:read"]);
+        if let Some(per_minute) = options.rate_limit {
+            new = new.rate_limit(per_minute);
+        }
+        let issued = keyward.create(new).await?;
         tokens.push(issued.token.expose_secret().to_owned());
     }
     let app = handler().layer(keyward.layer());

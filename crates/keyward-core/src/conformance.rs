@@ -25,8 +25,11 @@ use crate::{
     ScopeCatalog, SecretRotation, StoreErrorKind, Token, TokenFormat, TokenHasher,
 };
 
+#[path = "conformance_changes.rs"]
+mod changes;
 #[path = "conformance_usage.rs"]
 mod usage;
+pub use changes::{change_log, change_log_pages, change_log_skips_failures};
 pub use usage::{
     change_feed, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
 };
@@ -524,7 +527,7 @@ macro_rules! conformance_tests {
             insert_and_get, insert_conflicts, find_by_digest, find_previous_in_grace,
             list_filters, list_pagination_is_stable, update, revoke, delete, replace_secret,
             refresh, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
-            change_feed);
+            change_feed, change_log, change_log_skips_failures, change_log_pages);
     };
     (@each $make:path; $($check:ident),+) => {
         $(

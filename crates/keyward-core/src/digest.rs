@@ -204,7 +204,11 @@ mod tests {
             for bit in 0..8 {
                 let mut bytes = [0x5a; 32];
                 bytes[byte] ^= 1 << bit;
-                assert_ne!(base, TokenDigest::from_bytes(bytes), "byte {byte}, bit {bit}");
+                assert_ne!(
+                    base,
+                    TokenDigest::from_bytes(bytes),
+                    "byte {byte}, bit {bit}"
+                );
             }
         }
     }

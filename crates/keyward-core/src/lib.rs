@@ -12,8 +12,9 @@
 //! * the [`policy`] that decides whether a found key may be used, with an injectable
 //!   [`Clock`];
 //! * the [`Principal`] handlers receive;
-//! * the [`KeyStore`] trait, the in-memory [`MemoryStore`], and (feature `test-util`) the
-//!   [`conformance`] suite every store runs;
+//! * the [`KeyStore`] trait with its change log ([`ChangeRecord`], read with
+//!   [`KeyStore::changes_since`]), the in-memory [`MemoryStore`], and (feature `test-util`)
+//!   the [`conformance`] suite every store runs;
 //! * the [`AppSettings`] an application records in its store, so that the command line
 //!   issues keys it accepts.
 //!
@@ -60,6 +61,7 @@
 //! ```
 
 mod catalog;
+mod change_log;
 mod clock;
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -77,6 +79,10 @@ mod token;
 mod validation;
 
 pub use catalog::{CatalogEntry, ScopeCatalog, ScopeCatalogBuilder};
+pub use change_log::{
+    CHANGE_GAP_WINDOW, ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, MAX_CHANGE_BATCH,
+    UnknownChangeKind, effective_change_limit,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{DigestLengthError, TokenDigest, TokenHasher};
 pub use input::{IssuedKey, KeyChanges, METADATA_MAX_BYTES, NAME_MAX_CHARS, NewKey, OWNER_MAX_LEN};

@@ -1,11 +1,14 @@
 //! An in-process [`KeyStore`] for tests, demos and single-process tools.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
 
+use crate::change_log::{
+    ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, effective_change_limit,
+};
 use crate::digest::TokenDigest;
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, SecretRotation};
@@ -16,8 +19,10 @@ use crate::store::{
 
 /// Keys in memory, lost when the process ends. Clones share the same keys.
 ///
-/// It has a change feed, so several verifiers sharing one `MemoryStore` see each other's
-/// changes as a database-backed deployment would.
+/// It has a change feed and a change log (the last
+/// [`DEFAULT_CHANGE_LOG_CAPACITY`](Self::DEFAULT_CHANGE_LOG_CAPACITY) changes), so several
+/// verifiers sharing one `MemoryStore` see each other's changes as a database-backed
+/// deployment would.
 ///
 /// # Example
 ///
@@ -56,6 +61,12 @@ struct State {
     daily: BTreeMap<(KeyId, NaiveDate), u64>,
     /// The application's settings, as last recorded.
     settings: Option<AppSettings>,
+    /// The newest changes, oldest first, with consecutive sequence numbers.
+    log: VecDeque<ChangeRecord>,
+    /// The sequence number of the newest change ever appended.
+    last_seq: u64,
+    /// How many changes `log` keeps.
+    log_capacity: usize,
 }
 
 impl State {
@@ -63,6 +74,19 @@ impl State {
         self.by_digest.insert(record.digest, record.id);
         if let Some(previous) = record.previous {
             self.by_previous.insert(previous.digest, record.id);
+        }
+    }
+
+    /// Appends one change, dropping the oldest beyond the capacity.
+    fn append(&mut self, key_id: Option<KeyId>, owner: Option<String>, kind: ChangeKind) {
+        self.last_seq += 1;
+        let record = match key_id {
+            Some(id) => ChangeRecord::key(self.last_seq, id, owner, kind, Utc::now()),
+            None => ChangeRecord::owner(self.last_seq, owner.unwrap_or_default(), Utc::now()),
+        };
+        self.log.push_back(record);
+        while self.log.len() > self.log_capacity.max(1) {
+            self.log.pop_front();
         }
     }
 
@@ -86,9 +110,37 @@ impl MemoryStore {
     pub fn new() -> Self {
         let (feed, _) = broadcast::channel(1024);
         Self {
-            state: Arc::new(RwLock::new(State::default())),
+            state: Arc::new(RwLock::new(State {
+                log_capacity: Self::DEFAULT_CHANGE_LOG_CAPACITY,
+                ..State::default()
+            })),
             feed,
         }
+    }
+
+    /// How many changes the change log keeps unless told otherwise.
+    pub const DEFAULT_CHANGE_LOG_CAPACITY: usize = 10_000;
+
+    /// Keeps only the newest `capacity` changes (at least one) in the change log: a reader
+    /// whose cursor is older is told the log no longer reaches back.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward_core::MemoryStore;
+    ///
+    /// let store = MemoryStore::new().change_log_capacity(100);
+    /// # let _ = store;
+    /// ```
+    #[must_use]
+    pub fn change_log_capacity(self, capacity: usize) -> Self {
+        let mut state = self.write();
+        state.log_capacity = capacity.max(1);
+        while state.log.len() > state.log_capacity {
+            state.log.pop_front();
+        }
+        drop(state);
+        self
     }
 
     /// Number of stored keys.
@@ -120,10 +172,12 @@ impl MemoryStore {
         let _ = self.feed.send(KeyChange::Changed(id));
     }
 
-    /// Changes one key under the write lock, re-indexing its digests, then notifies.
+    /// Changes one key under the write lock, re-indexing its digests and logging the change
+    /// as `kind` if the key changed, then notifies.
     fn modify(
         &self,
         id: KeyId,
+        kind: ChangeKind,
         change: impl FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
     ) -> Result<KeyRecord, StoreError> {
         let mut state = self.write();
@@ -135,6 +189,9 @@ impl MemoryStore {
         change(&mut record)?;
         if let Some(old) = state.keys.get(&id).cloned() {
             state.unindex(&old);
+            if old != record {
+                state.append(Some(id), record.owner.clone(), kind);
+            }
         }
         state.index(&record);
         state.keys.insert(id, record.clone());
@@ -158,6 +215,7 @@ impl KeyStore for MemoryStore {
             Err(StoreError::conflict("a key with this digest exists"))
         } else {
             state.index(&record);
+            state.append(Some(record.id), record.owner.clone(), ChangeKind::Created);
             state.keys.insert(record.id, record);
             Ok(())
         }
@@ -208,11 +266,13 @@ impl KeyStore for MemoryStore {
         update: &KeyUpdate,
         now: DateTime<Utc>,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |r| r.apply(update, now).map_err(Into::into))
+        self.modify(id, ChangeKind::Updated, |r| {
+            r.apply(update, now).map_err(Into::into)
+        })
     }
 
     async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |r| {
+        self.modify(id, ChangeKind::Revoked, |r| {
             r.revoke(now);
             Ok(())
         })
@@ -223,6 +283,7 @@ impl KeyStore for MemoryStore {
         match state.keys.remove(&id) {
             Some(record) => {
                 state.unindex(&record);
+                state.append(Some(id), record.owner.clone(), ChangeKind::Deleted);
                 state.daily.retain(|(key, _), _| *key != id);
                 drop(state);
                 self.notify(id);
@@ -238,11 +299,15 @@ impl KeyStore for MemoryStore {
         rotation: &SecretRotation,
         now: DateTime<Utc>,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |r| r.rotate(rotation, now).map_err(Into::into))
+        self.modify(id, ChangeKind::Regenerated, |r| {
+            r.rotate(rotation, now).map_err(Into::into)
+        })
     }
 
     async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |r| r.refresh(now).map_err(Into::into))
+        self.modify(id, ChangeKind::Refreshed, |r| {
+            r.refresh(now).map_err(Into::into)
+        })
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
@@ -295,7 +360,38 @@ impl KeyStore for MemoryStore {
         )))
     }
 
+    async fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> Result<Option<ChangeBatch>, StoreError> {
+        let state = self.read();
+        let Some(after) = after else {
+            return Ok(Some(ChangeBatch::head(state.last_seq)));
+        };
+        let limit = effective_change_limit(limit);
+        // Sequence numbers are consecutive: the log reaches back to `after` when it still
+        // holds the change right after it (or nothing happened since).
+        let truncated = state
+            .log
+            .front()
+            .is_some_and(|oldest| oldest.seq > after.seq().saturating_add(1));
+        let first = state
+            .log
+            .partition_point(|change| change.seq <= after.seq());
+        let changes: Vec<ChangeRecord> = state.log.range(first..).take(limit).cloned().collect();
+        let more = state.log.len() - first > changes.len();
+        let cursor = ChangeCursor::at(changes.last().map_or(after.seq(), |c| c.seq));
+        Ok(Some(
+            ChangeBatch::new(changes, cursor)
+                .truncated(truncated)
+                .more(more),
+        ))
+    }
+
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.write()
+            .append(None, Some(owner.to_owned()), ChangeKind::Owner);
         let _ = self.feed.send(KeyChange::Owner(owner.to_owned()));
         async { Ok(()) }
     }
@@ -307,5 +403,45 @@ impl KeyStore for MemoryStore {
 
     async fn settings(&self) -> Result<Option<AppSettings>, StoreError> {
         Ok(self.read().settings.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn a_cursor_older_than_the_kept_changes_is_told_so() {
+        let store = MemoryStore::new().change_log_capacity(2);
+        let read = |after| {
+            store
+                .changes_since(after, 10)
+                .now_or_never()
+                .expect("never waits")
+                .expect("no error")
+                .expect("a log")
+        };
+        let head = read(None).cursor;
+        for owner in ["a", "b"] {
+            store
+                .owner_changed(owner)
+                .now_or_never()
+                .expect("ready")
+                .expect("ok");
+        }
+        let batch = read(Some(head.clone()));
+        assert!(!batch.truncated, "two changes fit");
+        assert_eq!(batch.changes.len(), 2);
+        store
+            .owner_changed("c")
+            .now_or_never()
+            .expect("ready")
+            .expect("ok");
+        let batch = read(Some(head));
+        assert!(batch.truncated, "the first change was dropped");
+        assert_eq!(batch.cursor.seq(), 3);
+        assert!(!read(Some(batch.cursor)).truncated);
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
+use crate::change_log::{ChangeBatch, ChangeCursor};
 use crate::digest::TokenDigest;
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, RuleError, SecretRotation};
@@ -354,14 +355,42 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send;
 
     /// A feed of changed key ids for cache invalidation across instances, if the store has
-    /// one. The default is `None`: caches then rely on their TTL.
+    /// one: a push that makes invalidation immediate. The default is `None`: caches then rely
+    /// on the [change log](Self::changes_since) if the store keeps one, else on their TTL.
     fn changes(&self) -> Option<ChangeStream> {
         None
     }
 
+    /// The changes recorded after `after`, oldest first, at most `limit` of them (clamped to
+    /// `1..=`[`MAX_CHANGE_BATCH`](crate::MAX_CHANGE_BATCH)), for stores that keep a change
+    /// log; `None` for those that do not (the default).
+    ///
+    /// Every successful change made through the store appends exactly one
+    /// [`ChangeRecord`](crate::ChangeRecord), in the same write as the change itself:
+    /// [`insert`](Self::insert) (created), [`update`](Self::update) (updated),
+    /// [`revoke`](Self::revoke) (revoked), [`delete`](Self::delete) (deleted),
+    /// [`replace_secret`](Self::replace_secret) (regenerated), [`refresh`](Self::refresh)
+    /// (refreshed) and [`owner_changed`](Self::owner_changed) (owner). A failed call and a
+    /// call that changes nothing (a second revoke) append nothing. Instances poll this to
+    /// drop the keys others changed from their caches.
+    ///
+    /// With `after = None` the answer has no changes and the cursor of the newest one (the
+    /// head), so a new reader starts from now. When old rows have been pruned past `after`,
+    /// the batch is [`truncated`](ChangeBatch::truncated): the reader drops everything it
+    /// cached. One indexed read, whatever the number of keys.
+    fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<ChangeBatch>, StoreError>> + Send {
+        let _ = (after, limit);
+        async { Ok(None) }
+    }
+
     /// Tells every instance that what `owner` holds changed, through the change feed where
-    /// the store has one ([`KeyChange::Owner`]). The default does nothing: without a feed,
-    /// other instances see the change when their cache TTL ends.
+    /// the store has one ([`KeyChange::Owner`]) and the change log where it keeps one. The
+    /// default does nothing: without either, other instances see the change when their cache
+    /// TTL ends.
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         let _ = owner;
         async { Ok(()) }
@@ -462,6 +491,14 @@ impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
 
     fn changes(&self) -> Option<ChangeStream> {
         (**self).changes()
+    }
+
+    fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<ChangeBatch>, StoreError>> + Send {
+        (**self).changes_since(after, limit)
     }
 
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {

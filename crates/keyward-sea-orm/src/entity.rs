@@ -16,10 +16,12 @@
 //!   stored JSON is exactly what the application gave.
 //! * `last_used_ip`: the address in its textual form.
 //!
-//! The daily use counts of each key are in [`usage`] (`keyward_key_usage`).
+//! The daily use counts of each key are in [`usage`] (`keyward_key_usage`), the change log in
+//! [`change`] (`keyward_changes`).
 
 use sea_orm::entity::prelude::*;
 
+pub mod change;
 pub mod usage;
 
 /// One stored key.

@@ -14,7 +14,12 @@ use tokio::sync::{broadcast, mpsc};
 use crate::{CHANGE_CHANNEL, OWNER_PREFIX};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+/// Retries stay frequent, so a database that returns is listened to again within about a
+/// second (the change log covers what was sent in between).
+const LAST_RETRY: Duration = Duration::from_secs(1);
+/// How long opening the listening connection may take: a database that does not answer is
+/// tried again soon rather than waited for.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Shared by the clones of one store: how to open listening connections, and the in-process
 /// channel that reports this instance's own changes at once.
@@ -101,7 +106,7 @@ async fn connect(options: &PgConnectOptions) -> Result<PgListener, sea_orm::sqlx
         .max_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .connect_lazy_with(options.clone());
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(CHANGE_CHANNEL).await?;
@@ -114,7 +119,9 @@ async fn listen(options: PgConnectOptions, sender: mpsc::Sender<KeyChange>) {
     loop {
         let connected = tokio::select! {
             () = sender.closed() => return,
-            connected = connect(&options) => connected,
+            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&options)) => {
+                connected.unwrap_or(Err(sea_orm::sqlx::Error::PoolTimedOut))
+            }
         };
         match connected {
             Ok(mut listener) => {

@@ -37,11 +37,24 @@
 //! In-memory databases keep SeaORM's single connection, since each connection to
 //! `sqlite::memory:` is a database of its own.
 //!
-//! On PostgreSQL the store also has a change feed: every revoke, delete, update, disable,
-//! regenerate and refresh sends `NOTIFY keyward_key_changes, '<key id>'` inside its
-//! transaction, and `KeyStore::changes` listens on a dedicated connection, reconnecting with
-//! backoff and yielding `KeyChange::Resync` whenever notifications may have been missed
-//! (first when it starts listening). Each stream holds one connection of its own, outside the
+//! # The change log
+//!
+//! On every backend each change (create, update, revoke, delete, regenerate, refresh, and
+//! `owner_changed`) appends a row to `keyward_changes` in the same transaction, with a
+//! monotonic sequence number. `KeyStore::changes_since` reads the rows after a cursor with one
+//! query on the primary key, whatever the number of keys or changes; keyward's handle polls it
+//! (every 500 ms by default) and drops changed keys from its cache, so a revoke made by any
+//! process, the `keyward` command line included, reaches every instance within a second on
+//! SQLite, PostgreSQL and MySQL alike. Rows older than
+//! [`change_retention`](SeaOrmStore::change_retention) (one hour by default) are pruned by
+//! the store; a reader that fell behind the pruned rows is told to drop its whole cache.
+//!
+//! On PostgreSQL the store also has a change feed that makes this immediate: every change
+//! sends `NOTIFY keyward_key_changes, '<key id>'` inside its transaction, and
+//! `KeyStore::changes` listens on a dedicated connection, reconnecting promptly (retries
+//! every 0.1 to 1 s, each within 1 s) and yielding `KeyChange::Resync` whenever notifications
+//! may have been missed (first when it starts listening); keyward then reads the change log
+//! at once instead of dropping its cache. Each stream holds one connection of its own, outside the
 //! pool, named by [`SeaOrmStore::feed_application_name`] in `pg_stat_activity`.
 //!
 //! # Errors
@@ -50,6 +63,7 @@
 //! `Unavailable` (the middleware answers 503), duplicate ids or digests are `Conflict`,
 //! unknown ids `NotFound`; the SeaORM error is kept as the source.
 
+mod changes;
 pub mod entity;
 mod error;
 #[cfg(feature = "postgres")]
@@ -62,6 +76,7 @@ mod sqlite;
 mod store;
 mod usage;
 
+pub use changes::DEFAULT_CHANGE_RETENTION;
 pub use sea_orm::{ConnectOptions, DatabaseConnection};
 pub use store::SeaOrmStore;
 

@@ -1,5 +1,6 @@
 //! Schema migrations: keyward's tables (`keyward_keys`, `keyward_key_usage`,
-//! `keyward_settings`), with their history either apart from the application's or in it.
+//! `keyward_settings`, `keyward_changes`), with their history either apart from the
+//! application's or in it.
 //!
 //! # Kept apart (the default)
 //!
@@ -81,6 +82,7 @@ use sea_orm_migration::sea_orm::DynIden;
 
 use crate::entity::Column;
 
+mod changes;
 mod settings;
 mod usage_days;
 
@@ -129,6 +131,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(AddDisabledBy),
         Box::new(usage_days::CreateKeyUsage),
         Box::new(settings::CreateSettings),
+        Box::new(changes::CreateChanges),
     ]
 }
 

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    AppSettings, ChangeStream, DailyUsage, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
-    RuleError, SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeBatch, ChangeCursor, ChangeKind, ChangeStream, DailyUsage, KeyId, KeyRecord,
+    KeyStore, KeyUpdate, ListQuery, Page, RuleError, SecretRotation, StoreError, TokenDigest,
+    UsageUpdate,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -24,9 +25,10 @@ use crate::row::{from_model, to_model};
 /// Cloning is cheap: clones share the connection pool. The schema is not created by the
 /// constructors; run [`migrate`](crate::migrate) once (at deployment or start-up) first.
 ///
-/// On PostgreSQL every change is announced with `NOTIFY` and [`KeyStore::changes`] returns a
-/// feed that other instances use to drop cached keys within a second. Other backends have no
-/// feed; caches then rely on their TTL.
+/// Every change is recorded in the change log (`keyward_changes`, read with
+/// [`KeyStore::changes_since`]), which other instances poll to drop cached keys within a
+/// second, on every backend. On PostgreSQL every change is also announced with `NOTIFY` and
+/// [`KeyStore::changes`] returns a feed that makes it immediate.
 ///
 /// On a SQLite file, [`connect`](Self::connect) opens the database in WAL mode with several
 /// connections, so that reads never wait for a writer and writers queue briefly instead of
@@ -75,6 +77,7 @@ use crate::row::{from_model, to_model};
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
+    change_log: std::sync::Arc<crate::changes::ChangeLog>,
     #[cfg(feature = "postgres")]
     feed: Option<std::sync::Arc<crate::feed::PgFeed>>,
 }
@@ -104,6 +107,9 @@ impl SeaOrmStore {
         };
         Self {
             db,
+            change_log: std::sync::Arc::new(crate::changes::ChangeLog::new(
+                crate::changes::DEFAULT_CHANGE_RETENTION,
+            )),
             #[cfg(feature = "postgres")]
             feed,
         }
@@ -201,6 +207,52 @@ impl SeaOrmStore {
         &self.db
     }
 
+    /// How long rows of the change log (`keyward_changes`) are kept; default
+    /// [`DEFAULT_CHANGE_RETENTION`](crate::DEFAULT_CHANGE_RETENTION), one hour. The store
+    /// deletes older rows itself, at most once a minute, when the log is read; the newest row
+    /// is always kept. An instance that could not read the log for longer than this drops
+    /// its whole cache when it can again.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward_sea_orm::SeaOrmStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let store = SeaOrmStore::connect_and_migrate("sqlite::memory:")
+    ///     .await?
+    ///     .change_retention(Duration::from_secs(6 * 60 * 60));
+    /// assert_eq!(store.change_retention_period(), Duration::from_secs(6 * 60 * 60));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn change_retention(mut self, retention: std::time::Duration) -> Self {
+        self.change_log = std::sync::Arc::new(crate::changes::ChangeLog::new(retention));
+        self
+    }
+
+    /// How long rows of the change log are kept (see
+    /// [`change_retention`](Self::change_retention)).
+    #[must_use]
+    pub fn change_retention_period(&self) -> std::time::Duration {
+        self.change_log.retention()
+    }
+
+    /// Deletes the change-log rows older than the retention now, keeping the newest row;
+    /// returns how many were deleted. The store also does this by itself, at most once a
+    /// minute, when the log is read.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](keyward_core::StoreErrorKind::Unavailable) when the
+    /// database fails.
+    pub async fn prune_changes(&self) -> Result<u64, StoreError> {
+        crate::changes::prune(&self.db, self.change_log.retention()).await
+    }
+
     /// The `application_name` of the change feed's listening connections on PostgreSQL, so
     /// they can be told apart in `pg_stat_activity`; `None` on other backends.
     #[must_use]
@@ -224,6 +276,7 @@ impl SeaOrmStore {
     async fn modify(
         &self,
         id: KeyId,
+        kind: ChangeKind,
         change: impl FnOnce(&mut KeyRecord) -> Result<(), RuleError> + Send,
     ) -> Result<KeyRecord, StoreError> {
         let txn = self.begin().await?;
@@ -236,6 +289,7 @@ impl SeaOrmStore {
         let changed = write_changes(&txn, &before, &after).await?;
         if changed {
             notify(&txn, id).await?;
+            crate::changes::append(&txn, Some(id), record.owner.as_deref(), kind).await?;
         }
         txn.commit().await.map_err(db_error)?;
         if changed {
@@ -328,11 +382,19 @@ async fn notify(txn: &DatabaseTransaction, id: KeyId) -> Result<(), StoreError> 
 impl KeyStore for SeaOrmStore {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let model = to_model(&record)?;
+        let txn = self.begin().await?;
         Entity::insert(ActiveModel::from(model).reset_all())
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;
-        Ok(())
+        crate::changes::append(
+            &txn,
+            Some(record.id),
+            record.owner.as_deref(),
+            ChangeKind::Created,
+        )
+        .await?;
+        txn.commit().await.map_err(db_error)
     }
 
     async fn find_by_digest(
@@ -400,11 +462,12 @@ impl KeyStore for SeaOrmStore {
         update: &KeyUpdate,
         now: DateTime<Utc>,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |record| record.apply(update, now)).await
+        self.modify(id, ChangeKind::Updated, |record| record.apply(update, now))
+            .await
     }
 
     async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |record| {
+        self.modify(id, ChangeKind::Revoked, |record| {
             record.revoke(now);
             Ok(())
         })
@@ -414,6 +477,7 @@ impl KeyStore for SeaOrmStore {
     async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
         let txn = self.begin().await?;
         crate::usage::delete(&txn, id).await?;
+        crate::changes::append_deleted(&txn, id).await?;
         let deleted = Entity::delete_by_id(*id.as_uuid())
             .exec(&txn)
             .await
@@ -433,11 +497,15 @@ impl KeyStore for SeaOrmStore {
         rotation: &SecretRotation,
         now: DateTime<Utc>,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |record| record.rotate(rotation, now)).await
+        self.modify(id, ChangeKind::Regenerated, |record| {
+            record.rotate(rotation, now)
+        })
+        .await
     }
 
     async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, |record| record.refresh(now)).await
+        self.modify(id, ChangeKind::Refreshed, |record| record.refresh(now))
+            .await
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
@@ -461,24 +529,37 @@ impl KeyStore for SeaOrmStore {
         None
     }
 
+    async fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> Result<Option<ChangeBatch>, StoreError> {
+        crate::changes::read(&self.db, &self.change_log, after, limit)
+            .await
+            .map(Some)
+    }
+
     async fn owner_changed(&self, owner: &str) -> Result<(), StoreError> {
+        let txn = self.begin().await?;
+        crate::changes::append(&txn, None, Some(owner), ChangeKind::Owner).await?;
+        #[cfg(feature = "postgres")]
+        if self.feed.is_some() {
+            txn.execute(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [
+                    CHANGE_CHANNEL.into(),
+                    format!("{OWNER_PREFIX}{owner}").into(),
+                ],
+            ))
+            .await
+            .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
         #[cfg(feature = "postgres")]
         if let Some(feed) = &self.feed {
-            self.db
-                .execute(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [
-                        CHANGE_CHANNEL.into(),
-                        format!("{OWNER_PREFIX}{owner}").into(),
-                    ],
-                ))
-                .await
-                .map_err(db_error)?;
             feed.announce_owner(owner);
         }
-        #[cfg(not(feature = "postgres"))]
-        let _ = owner;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The helpers keyward's test suites share, written once: a spy store, requests and replies
 //! (in process or over HTTP/1), a database per test on SQLite, PostgreSQL or MariaDB/MySQL, a
-//! TCP fault proxy, and log capture.
+//! TCP fault proxy, log capture, and the workspace's `keyward` command line.
 //!
 //! Not published: the crates' integration tests, the cross-crate tests and the load
 //! benchmark take it as a (dev-)dependency.
@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod cli;
 mod database;
 mod fault;
 mod http;
@@ -37,6 +38,7 @@ mod keys;
 mod logs;
 mod store;
 
+pub use cli::{keyward_binary, run_keyward};
 pub use database::{MYSQL_URL, POSTGRES_URL, TempDir, TestDatabase};
 pub use fault::{FaultMode, FaultProxy};
 pub use http::{Http, Reply, TestServer, bearer, get_with, request, send, with_peer};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use keyward::core::ChangeStream;
+use keyward::core::{ChangeBatch, ChangeCursor, ChangeStream};
 use keyward::core::{DailyUsage, KeyUpdate, SecretRotation, TokenDigest, UsageUpdate};
 use keyward::{KeyId, KeyRecord, KeyStore, ListQuery, MemoryStore, Page, StoreError};
 
@@ -55,6 +55,7 @@ pub struct Counts {
     writes: AtomicUsize,
     reads: AtomicUsize,
     owner_changes: AtomicUsize,
+    change_reads: AtomicUsize,
     /// When each lookup started, if the store was asked to keep it.
     find_times: Option<Mutex<Vec<Instant>>>,
 }
@@ -95,7 +96,13 @@ impl Counts {
         self.owner_changes.load(Ordering::SeqCst)
     }
 
-    /// Every call of any method.
+    /// Calls to [`KeyStore::changes_since`] (the handle's change-log polls, which run on a
+    /// timer and are therefore left out of [`total`](Self::total)).
+    pub fn change_reads(&self) -> usize {
+        self.change_reads.load(Ordering::SeqCst)
+    }
+
+    /// Every call of any method but [`changes_since`](KeyStore::changes_since).
     pub fn total(&self) -> usize {
         self.find()
             + self.usage_writes()
@@ -287,6 +294,16 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
 
     fn changes(&self) -> Option<ChangeStream> {
         self.inner.changes()
+    }
+
+    async fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> Result<Option<ChangeBatch>, StoreError> {
+        Counts::count(&self.counts.change_reads);
+        self.check()?;
+        self.inner.changes_since(after, limit).await
     }
 
     async fn owner_changed(&self, owner: &str) -> Result<(), StoreError> {

@@ -21,8 +21,10 @@ use crate::usage::KeyUsage;
 /// of well-formed but unknown tokens reaches the store once per digest per TTL.
 ///
 /// Changes made through the [`Keyward`](crate::Keyward) handle and changes announced by the
-/// store's change feed drop entries at once; the TTL bounds staleness for stores without a
-/// feed.
+/// store's change feed drop entries at once; changes made elsewhere (another instance, the
+/// command line) and read from the store's change log within the
+/// [poll interval](crate::KeywardBuilder::change_poll_interval) (500 ms by default); the TTL
+/// bounds staleness for stores with neither.
 ///
 /// # Example
 ///

@@ -92,6 +92,9 @@ pub struct KeywardBuilder {
     pub(crate) stale_if_error: Duration,
     pub(crate) bulkhead: Bulkhead,
     pub(crate) budget: Option<Arc<dyn FailureBudget>>,
+    pub(crate) rate_limiter: Option<crate::rate::SharedLimiter>,
+    pub(crate) change_feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
+    pub(crate) change_poll_interval: Duration,
     /// Typed scopes the routes use: (type name, scope).
     used_scopes: Vec<(&'static str, &'static str)>,
 }
@@ -116,6 +119,9 @@ impl fmt::Debug for KeywardBuilder {
             .field("stale_if_error", &self.stale_if_error)
             .field("bulkhead", &self.bulkhead)
             .field("failure_budget", &self.budget)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("change_feed", &self.change_feed)
+            .field("change_poll_interval", &self.change_poll_interval)
             .field("used_scopes", &self.used_scopes)
             .finish_non_exhaustive()
     }
@@ -161,6 +167,9 @@ impl KeywardBuilder {
             stale_if_error: Duration::ZERO,
             bulkhead: Bulkhead::default(),
             budget: Some(Arc::new(LocalFailureBudget::default())),
+            rate_limiter: None,
+            change_feed: None,
+            change_poll_interval: crate::changes::DEFAULT_CHANGE_POLL_INTERVAL,
             used_scopes: Vec::new(),
         }
     }
@@ -569,7 +578,7 @@ impl KeywardBuilder {
             cache: VerifyCache::new(&self.cache, self.stale_if_error),
             rate_limits: self
                 .rate_limits
-                .then(|| RateLimits::new(Arc::clone(&self.clock))),
+                .then(|| RateLimits::new(Arc::clone(&self.clock), self.rate_limiter)),
             store: self.store,
             catalog,
             format,
@@ -587,6 +596,8 @@ impl KeywardBuilder {
             circuit: Circuit::new(self.circuit_breaker),
             lookups: Lookups::new(self.bulkhead),
             budget: self.budget,
+            change_feed: self.change_feed,
+            change_poll: crate::changes::ChangePoll::new(self.change_poll_interval),
             tasks_started: AtomicBool::new(false),
             tasks: Mutex::default(),
             settings_lock: tokio::sync::Mutex::default(),

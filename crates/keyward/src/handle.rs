@@ -106,6 +106,10 @@ pub(crate) struct Inner {
     pub(crate) circuit: Circuit,
     pub(crate) lookups: Lookups,
     pub(crate) budget: Option<Arc<dyn FailureBudget>>,
+    /// The feed shared with the other instances, if any.
+    pub(crate) change_feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
+    /// Follows the store's change log.
+    pub(crate) change_poll: crate::changes::ChangePoll,
     pub(crate) tasks_started: AtomicBool,
     pub(crate) tasks: Mutex<Tasks>,
     /// One settings write at a time: the one at start and the application's own do not race.
@@ -175,6 +179,7 @@ pub(crate) struct Tasks {
     flush: Option<JoinHandle<()>>,
     feed: Option<JoinHandle<()>>,
     stop: Option<watch::Sender<bool>>,
+    shared_feed: Option<JoinHandle<()>>,
 }
 
 impl Inner {
@@ -292,9 +297,13 @@ pub(crate) fn hooked(
 impl Drop for Inner {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for task in [tasks.flush.take(), tasks.feed.take()]
-            .into_iter()
-            .flatten()
+        for task in [
+            tasks.flush.take(),
+            tasks.feed.take(),
+            tasks.shared_feed.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }
@@ -406,8 +415,8 @@ impl Keyward {
         client_ip: Option<IpAddr>,
     ) -> Result<crate::Principal, AuthError> {
         self.start_tasks();
-        self.inner
-            .verify_token(token, client_ip)
+        let admitted = self.inner.verify_token(token, client_ip).await;
+        crate::rate::settle(admitted)
             .await
             .map(|admitted| admitted.principal)
     }
@@ -445,11 +454,15 @@ impl Keyward {
     pub async fn shutdown(&self) {
         let (flush, feed, stop) = {
             let mut tasks = self.inner.tasks();
+            if let Some(shared_feed) = tasks.shared_feed.take() {
+                shared_feed.abort();
+            }
             (tasks.flush.take(), tasks.feed.take(), tasks.stop.take())
         };
         if let Some(feed) = feed {
             feed.abort();
         }
+        self.inner.change_poll.stop();
         if let Some(stop) = stop {
             let _ = stop.send(true);
         }
@@ -492,7 +505,9 @@ impl Keyward {
         tasks.flush = Some(flush);
         tasks.feed = feed;
         tasks.stop = Some(stop);
+        tasks.shared_feed = crate::feed::spawn(&self.inner, &runtime);
         drop(tasks);
+        crate::changes::ChangePoll::start(&self.inner, &runtime);
         runtime.spawn(record_settings_at_start(Arc::downgrade(&self.inner)));
     }
 }
@@ -538,10 +553,7 @@ async fn feed_loop(inner: Weak<Inner>, mut changes: keyward_core::ChangeStream) 
                 tracing::trace!(owner = %owner, "keyward change feed: owner changed");
                 cache.invalidate_owner(&owner);
             }
-            _ => {
-                tracing::debug!("keyward change feed: resync, dropping the cache");
-                cache.invalidate_all();
-            }
+            _ => crate::changes::resync(&inner),
         }
     }
     if let Some(inner) = inner.upgrade() {

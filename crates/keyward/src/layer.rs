@@ -10,6 +10,7 @@ use std::task::{Context, Poll, ready};
 use axum::BoxError;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use http::Request;
 use http::header::{HeaderName, HeaderValue};
 use pin_project_lite::pin_project;
@@ -23,7 +24,7 @@ use crate::handle::Keyward;
 use crate::handle::hooked;
 use crate::ip::client_ip;
 use crate::problem::Unhooked;
-use crate::rate::RateState;
+use crate::rate::{self, RateCheck, RateState};
 use crate::rejection::{AuthError, ErrorResponder};
 use crate::source::Conflict;
 use crate::verify::{Admitted, Step};
@@ -187,11 +188,20 @@ where
         let step = span.in_scope(|| inner.start(token.as_str(), ip));
         drop(token);
         match step {
-            Step::Done(Ok(admitted)) => {
+            Step::Done(Ok(admitted)) if !rate::is_pending(&admitted) => {
                 record(&span, Ok(&admitted));
-                let rate = admitted.rate;
+                let rate = admitted.rate.and_then(RateCheck::state);
                 let req = self.with(req, ip, Verdict::Caller(admitted.principal));
                 ResponseFuture::inner(self.inner.call(req), rate, self.hook())
+            }
+            Step::Done(Ok(admitted)) => {
+                // A cached key with a limit kept by a shared limiter: wait for its answer.
+                let this = self.take_ready();
+                ResponseFuture::boxed(async move {
+                    let result = rate::settle(Ok(admitted)).instrument(span.clone()).await;
+                    record(&span, result.as_ref());
+                    this.answer(req, ip, result).await
+                })
             }
             Step::Done(Err(err)) => {
                 record(&span, Err(&err));
@@ -204,6 +214,7 @@ where
                         .keyward
                         .inner
                         .finish(miss)
+                        .then(rate::settle)
                         .instrument(span.clone())
                         .await;
                     record(&span, result.as_ref());
@@ -328,7 +339,10 @@ impl<S> KeywardService<S> {
         S: InnerService<ReqBody>,
     {
         let (verdict, rate) = match result {
-            Ok(admitted) => (Verdict::Caller(admitted.principal), admitted.rate),
+            Ok(admitted) => (
+                Verdict::Caller(admitted.principal),
+                admitted.rate.and_then(RateCheck::state),
+            ),
             Err(err) if self.mode == Mode::Deferring => (Verdict::Refused(Arc::new(err)), None),
             Err(err) => return Ok(self.keyward.inner.respond(&err)),
         };

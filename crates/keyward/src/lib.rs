@@ -86,13 +86,28 @@
 //! A client that keeps presenting unknown, revoked or expired tokens spends its
 //! [`FailureBudget`] and is answered 429 without any store work. Each verification is a `keyward.verify` tracing span
 //! with the key id and outcome; no log line contains a token.
+//!
+//! # Several instances
+//!
+//! Verified keys are cached (see [`CacheConfig`]). A change made through the handle drops its
+//! own entries at once. Changes made by other instances or by the `keyward` command line are
+//! read from the store's change log: every change appends a row in its own transaction, and
+//! a background task reads the rows after its last position every
+//! [`change_poll_interval`](KeywardBuilder::change_poll_interval) (default
+//! [`DEFAULT_CHANGE_POLL_INTERVAL`], 500 ms) with one indexed query, and drops the changed keys.
+//! So a revoke anywhere is refused everywhere within about half a second, on every database
+//! store. After an outage the task catches up from where it stopped instead of dropping the
+//! whole cache. PostgreSQL's `LISTEN/NOTIFY` feed (and a shared [`ChangeFeed`]) only make it
+//! immediate.
 
 mod budget;
 mod cache;
 mod callers;
+mod changes;
 mod circuit;
 mod config;
 mod extract;
+mod feed;
 mod guard;
 mod handle;
 mod hide;
@@ -116,11 +131,13 @@ mod verify;
 pub use budget::{FailureBudget, LocalFailureBudget};
 pub use cache::CacheConfig;
 pub use callers::{CallerError, Callers, User};
+pub use changes::DEFAULT_CHANGE_POLL_INTERVAL;
 pub use circuit::CircuitBreaker;
 pub use config::{
     ConfigError, DEFAULT_STORE_TIMEOUT, DEFAULT_USAGE_FLUSH_INTERVAL, KeywardBuilder,
 };
 pub use extract::{AuthRejection, RequireScope};
+pub use feed::ChangeFeed;
 pub use guard::{GuardFuture, RequireScopes, RequireScopesLayer, require_scopes};
 pub use handle::Keyward;
 pub use hide::{HideCredentials, HideCredentialsLayer};
@@ -131,6 +148,7 @@ pub use lookup::Bulkhead;
 pub use manage::{ManageError, ManageErrorKind};
 pub use principal::{Caller, Principal};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use rate::{LocalRateLimiter, RateDecision, RateLimiter};
 pub use rejection::{AuthError, InvalidToken};
 pub use source::CredentialSource;
 

@@ -4,8 +4,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
 use keyward_core::{
-    GracePeriod, IssuedKey, KeyChanges, KeyId, KeyRecord, ListQuery, NewKey, Page, ScopeSet,
-    SecretRotation, StoreError, StoreErrorKind, ValidationError,
+    GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId, KeyRecord, ListQuery, NewKey, Page,
+    ScopeSet, SecretRotation, StoreError, StoreErrorKind, ValidationError,
 };
 
 use crate::callers::CallerError;
@@ -123,10 +123,13 @@ impl IntoResponse for ManageError {
 }
 
 impl Keyward {
+    /// Drops key `id` from this instance's cache and tells the others through the shared
+    /// change feed, if there is one.
     fn invalidate(&self, id: KeyId) {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate_key(id);
         }
+        self.publish(&KeyChange::Changed(id));
     }
 
     /// Drops the cached entry of key `id` on this instance, so its record and its owner's
@@ -134,13 +137,16 @@ impl Keyward {
     /// when something the [`Callers`](crate::Callers) read changed for one key's
     /// owner.
     pub fn invalidate_key(&self, id: KeyId) {
-        self.invalidate(id);
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_key(id);
+        }
     }
 
     /// Says that what user `owner` holds changed (a new role, a deleted account): their keys
     /// are bounded by the new grants from the next request on, on this instance at once and
-    /// on the others through the store's change feed (PostgreSQL), or within the cache TTL
-    /// on a store without one. A session of the user needs nothing: sessions are looked up on
+    /// on the others when they next read the store's change log (every 500 ms by default),
+    /// or at once through a push feed (PostgreSQL's, or a shared [`ChangeFeed`](crate::ChangeFeed)).
+    /// A store without a change log leaves the others to their cache TTL. A session of the user needs nothing: sessions are looked up on
     /// every request.
     ///
     /// # Errors
@@ -151,6 +157,7 @@ impl Keyward {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate_owner(owner);
         }
+        self.publish(&KeyChange::Owner(owner.to_owned()));
         self.inner
             .store
             .owner_changed(owner)
@@ -303,7 +310,7 @@ impl Keyward {
     }
 
     /// Revokes the key; the next request with it fails, on this instance at once, on others
-    /// through the store's change feed (or the cache TTL).
+    /// within the change-log poll interval (500 ms by default) or at once through a push feed.
     ///
     /// # Errors
     ///

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::DailyUsage;
 use keyward_core::{
-    AppSettings, ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
-    SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeBatch, ChangeCursor, ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate,
+    ListQuery, Page, SecretRotation, StoreError, TokenDigest, UsageUpdate,
 };
 
 pub(crate) type StoreFuture<'a, T> =
@@ -42,6 +42,11 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn record_usage<'a>(&'a self, batch: &'a [UsageUpdate]) -> StoreFuture<'a, ()>;
     fn usage_days(&self, id: KeyId, since: NaiveDate) -> StoreFuture<'_, Vec<DailyUsage>>;
     fn changes(&self) -> Option<ChangeStream>;
+    fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> StoreFuture<'_, Option<ChangeBatch>>;
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
     fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()>;
 }
@@ -107,6 +112,14 @@ impl<S: KeyStore> DynStore for S {
 
     fn changes(&self) -> Option<ChangeStream> {
         KeyStore::changes(self)
+    }
+
+    fn changes_since(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> StoreFuture<'_, Option<ChangeBatch>> {
+        Box::pin(KeyStore::changes_since(self, after, limit))
     }
 
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {

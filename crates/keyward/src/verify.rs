@@ -13,14 +13,32 @@ use crate::circuit::PermitGuard;
 use crate::handle::Inner;
 use crate::lookup::{Failure, Loaded};
 use crate::principal::Principal;
-use crate::rate::RateState;
+use crate::rate::RateCheck;
 use crate::rejection::{AuthError, InvalidToken};
+use crate::usage::KeyUsage;
 
 /// A request that may go on.
 #[derive(Debug)]
 pub(crate) struct Admitted {
     pub(crate) principal: Principal,
-    pub(crate) rate: Option<RateState>,
+    pub(crate) rate: Option<RateCheck>,
+    /// The use to count once a shared limiter allows the request: a request it refuses is
+    /// not a use, as with the local limiter.
+    pub(crate) pending_use: Option<PendingUse>,
+}
+
+/// A use of a key, counted when its request is allowed.
+#[derive(Debug)]
+pub(crate) struct PendingUse {
+    usage: Arc<KeyUsage>,
+    at: DateTime<Utc>,
+    ip: Option<IpAddr>,
+}
+
+impl PendingUse {
+    pub(crate) fn record(self) {
+        self.usage.record(1, self.at, self.ip);
+    }
 }
 
 /// The synchronous part of a verification.
@@ -154,8 +172,21 @@ impl Inner {
             ),
             _ => None,
         };
-        entry.usage.record(1, now, ip);
-        Ok(Admitted { principal, rate })
+        let pending_use = if rate.as_ref().is_some_and(RateCheck::is_pending) {
+            Some(PendingUse {
+                usage: Arc::clone(&entry.usage),
+                at: now,
+                ip,
+            })
+        } else {
+            entry.usage.record(1, now, ip);
+            None
+        };
+        Ok(Admitted {
+            principal,
+            rate,
+            pending_use,
+        })
     }
 
     /// Whether `ip` may no longer present bad tokens.

@@ -63,6 +63,18 @@ pub struct Config {
     /// headers have not all arrived this long after it opened (or after its previous response)
     /// is closed. This also closes idle keep-alive connections.
     pub header_read_timeout: Duration,
+    /// `BOOKS_REDIS_URL`, e.g. `redis://127.0.0.1:6379`: for several instances of the app on
+    /// one database. With it, keys' rate limits hold for all the instances together, a change
+    /// made on one instance drops the key from every instance's cache at once, and the failure
+    /// budget of a client address is counted for all of them (keys and channel under
+    /// [`redis_namespace`](Self::redis_namespace)). The app does not start when Redis cannot be reached at start; once started,
+    /// a Redis outage only makes each instance count on its own until Redis is back. Without
+    /// it, each instance keeps its own limits and budget, and learns of the others' changes
+    /// from the database's change log.
+    pub redis_url: Option<String>,
+    /// `BOOKS_REDIS_NAMESPACE`, default `books`: the prefix of the app's Redis keys and
+    /// channel. Instances of one deployment share it; two deployments on one Redis need two.
+    pub redis_namespace: String,
 }
 
 impl Config {
@@ -78,6 +90,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             usage_flush_interval: keyward::DEFAULT_USAGE_FLUSH_INTERVAL,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            redis_url: None,
+            redis_namespace: "books".into(),
         }
     }
 
@@ -98,6 +112,10 @@ impl Config {
         config.admin_password = var("BOOKS_ADMIN_PASSWORD");
         config.reader_password = var("BOOKS_READER_PASSWORD");
         config.pepper = var("BOOKS_PEPPER");
+        config.redis_url = var("BOOKS_REDIS_URL");
+        if let Some(namespace) = var("BOOKS_REDIS_NAMESPACE") {
+            config.redis_namespace = namespace;
+        }
         if let Some(proxies) = var("BOOKS_TRUSTED_PROXIES") {
             config.trusted_proxies = proxies
                 .split(',')
@@ -313,6 +331,15 @@ impl App {
             ));
         if let Some(pepper) = &config.pepper {
             builder = builder.pepper(pepper.as_bytes().to_vec());
+        }
+        if let Some(url) = &config.redis_url {
+            let redis = keyward_redis::Redis::connect(url, config.redis_namespace.as_str())
+                .await
+                .map_err(|err| AppError::Config(format!("BOOKS_REDIS_URL: {err}")))?;
+            builder = builder
+                .rate_limiter(redis.rate_limiter())
+                .change_feed(redis.change_feed())
+                .failure_budget(redis.failure_budget());
         }
         let keyward = builder.build()?;
         // So that the `keyward` command line knows this app's prefix, scopes and pepper

@@ -125,27 +125,36 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a free port. The port is free when it is picked, but another
+    /// test may take it before chromedriver binds it; so the driver counts as started only
+    /// once *it* answers `/status` as ready, and a driver that exits is started again on
+    /// another port.
     pub async fn start() -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen in time"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..5 {
+            let port = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                probe.local_addr().unwrap().port()
+            };
+            let mut child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("chromedriver starts");
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if driver_ready(port).await {
+                    return Self { port, child };
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.start_kill();
         }
-        Self { port, child }
+        panic!("chromedriver did not start");
     }
 
     /// A headless browser session with its profile in `profile`.
@@ -181,6 +190,32 @@ impl Driver {
         Page {
             client,
             driver: SocketAddr::from(([127, 0, 0, 1], self.port)),
+        }
+    }
+}
+
+/// Whether a chromedriver answers on `port` and says it is ready.
+async fn driver_ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request =
+        format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    // chromedriver may keep the connection open: read until the answer says ready, or stop.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if String::from_utf8_lossy(&answer).contains("\"ready\":true") {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => return false,
         }
     }
 }
