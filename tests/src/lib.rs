@@ -44,7 +44,17 @@ pub async fn start(url: &str) -> Running {
 ///
 /// When the app refuses the login.
 pub async fn sign_in(app: &Running, username: &str, password: &str) -> (Http, String) {
-    let mut http = Http::new(app.addr);
+    sign_in_at(app.addr, username, password).await
+}
+
+/// A client signed in as `username` on the app at `addr` (another process, say), and the
+/// user's id.
+///
+/// # Panics
+///
+/// When the app refuses the login.
+pub async fn sign_in_at(addr: SocketAddr, username: &str, password: &str) -> (Http, String) {
+    let mut http = Http::new(addr);
     let reply = http
         .post(
             "/login",

@@ -1,17 +1,67 @@
-//! Three instances of the reference app on one MariaDB database with `BOOKS_REDIS_URL`: a
+//! Three processes of the reference app on one MariaDB database with `BOOKS_REDIS_URL`: a
 //! key's rate limit holds for the three together, and a revoke on one instance is refused by
 //! the other two within a second. Runs when `KEYWARD_TEST_REDIS_URL` and
 //! `KEYWARD_TEST_MYSQL_URL` are set; fails when Redis is set but unreachable (the app then
 //! refuses to start).
 
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use keyward_examples::books::{self, Running};
 use keyward_test_support::{Http, TestDatabase};
-use keyward_tests::{ADMIN_PASSWORD, config, login};
+use keyward_tests::{ADMIN_PASSWORD, READER_PASSWORD, sign_in_at};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
-async fn cluster(redis_url: &str, db: &TestDatabase) -> Vec<Running> {
+/// One process of the reference app, killed when dropped.
+struct Process {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Process {
+    /// Starts the app on the database at `url` with Redis, on a free port, and waits until it
+    /// says where it listens.
+    async fn start(url: &str, redis_url: &str, namespace: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_books"))
+            .env("DATABASE_URL", url)
+            .env("BOOKS_ADDR", "127.0.0.1:0")
+            .env("BOOKS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("BOOKS_READER_PASSWORD", READER_PASSWORD)
+            .env("BOOKS_REDIS_URL", redis_url)
+            .env("BOOKS_REDIS_NAMESPACE", namespace)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the app's binary runs");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("the app's output") {
+                if let Some(addr) = line.strip_prefix("books listening on http://") {
+                    return addr.parse().expect("an address");
+                }
+            }
+            panic!("the app stopped before listening (is Redis reachable?)");
+        })
+        .await
+        .expect("the app listens within 30 s");
+        // Keep reading its output, so that the app never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { addr, child }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Three processes on one database and one Redis namespace. They start one after the other:
+/// the first creates the schema and the users.
+async fn cluster(redis_url: &str, db: &TestDatabase) -> Vec<Process> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -19,14 +69,7 @@ async fn cluster(redis_url: &str, db: &TestDatabase) -> Vec<Running> {
     let namespace = format!("books-test:{}:{nanos}", std::process::id());
     let mut apps = Vec::new();
     for _ in 0..3 {
-        let mut config = config(db.url());
-        config.redis_url = Some(redis_url.to_owned());
-        config.redis_namespace.clone_from(&namespace);
-        apps.push(
-            books::start(config)
-                .await
-                .expect("the app starts with Redis"),
-        );
+        apps.push(Process::start(db.url(), redis_url, &namespace).await);
     }
     apps
 }
@@ -56,7 +99,7 @@ async fn three_processes_share_limits_and_revokes() {
         return;
     };
     let apps = cluster(&redis_url, &db).await;
-    let mut admin = login(&apps[0], "admin", ADMIN_PASSWORD).await;
+    let (mut admin, _) = sign_in_at(apps[0].addr, "admin", ADMIN_PASSWORD).await;
     let mut clients: Vec<Http> = apps.iter().map(|app| Http::new(app.addr)).collect();
 
     // 30 a minute: 60 requests spread over the three instances within a second admit the
@@ -120,7 +163,7 @@ async fn three_processes_share_limits_and_revokes() {
         at.elapsed()
     );
     for app in apps {
-        app.stop().await.expect("a clean stop");
+        app.stop().await;
     }
     db.remove().await;
 }

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod program;
 mod server;
 
 /// The default of [`Config::header_read_timeout`].
