@@ -23,6 +23,7 @@ async fn a_revoke_from_the_cli_is_refused_by_the_running_app_within_a_second() {
     let app = start(db.url()).await;
     let (code, stdout, stderr) = run_keyward(
         db.url(),
+        None,
         &[
             "--json",
             "create",
@@ -42,7 +43,7 @@ async fn a_revoke_from_the_cli_is_refused_by_the_running_app_within_a_second() {
     assert_eq!(books_status(&app, token).await, 200);
     assert_eq!(books_status(&app, token).await, 200);
 
-    let (code, _, stderr) = run_keyward(db.url(), &["revoke", id]).await;
+    let (code, _, stderr) = run_keyward(db.url(), None, &["revoke", id]).await;
     assert_eq!(code, 0, "{stderr}");
     let revoked_at = Instant::now();
     loop {

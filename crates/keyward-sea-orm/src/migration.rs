@@ -303,3 +303,24 @@ impl MigrationTrait for AddDisabledBy {
             .await
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    /// Every step creates only what is missing, so a database migrated through keyward's
+    /// migrator and through an application's (which both record the steps) stays fine.
+    #[tokio::test]
+    async fn every_step_runs_again_on_a_migrated_database() {
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let manager = SchemaManager::new(&db);
+        for step in migrations() {
+            step.up(&manager)
+                .await
+                .unwrap_or_else(|err| panic!("{} again: {err}", step.name()));
+        }
+    }
+}

@@ -69,18 +69,22 @@ pub fn keyward_binary() -> &'static Path {
     })
 }
 
-/// Runs `keyward args…` on the database at `url` (only `DATABASE_URL` set), off the async
-/// runtime; returns the exit code, stdout and stderr.
+/// Runs `keyward args…` on the database at `url` with only `DATABASE_URL` set (and
+/// `KEYWARD_PEPPER` when `pepper` is given), off the async runtime; returns the exit code,
+/// stdout and stderr.
 ///
 /// # Panics
 ///
 /// When the command cannot be run or prints something other than UTF-8.
-pub async fn run_keyward(url: &str, args: &[&str]) -> (i32, String, String) {
+pub async fn run_keyward(url: &str, pepper: Option<&str>, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(keyward_binary());
     cmd.env("DATABASE_URL", url)
         .env_remove("KEYWARD_PREFIX")
         .env_remove("KEYWARD_PEPPER")
         .args(args);
+    if let Some(pepper) = pepper {
+        cmd.env("KEYWARD_PEPPER", pepper);
+    }
     let output = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("the command's thread")

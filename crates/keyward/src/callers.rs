@@ -174,3 +174,37 @@ impl fmt::Debug for dyn DynCallers {
         f.write_str("Callers")
     }
 }
+
+impl crate::KeywardBuilder {
+    /// The application's people ([`Callers`]): the session behind a request without a key,
+    /// what a key's owner holds now (a personal key never does more than its owner), and the
+    /// list of users for the management page. Without it only keys are callers, and a
+    /// personal key keeps its own scopes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::{CallerError, Callers, Keyward, MemoryStore, ScopeSet, User};
+    ///
+    /// struct Users;
+    ///
+    /// impl Callers for Users {
+    ///     async fn user(&self, id: &str) -> Result<Option<User>, CallerError> {
+    ///         // Look the user up in the application's database here.
+    ///         let scopes = ScopeSet::parse(["*"]).map_err(CallerError::new)?;
+    ///         Ok((id == "alice").then(|| User::new(id, "Alice", scopes)))
+    ///     }
+    /// }
+    ///
+    /// let keyward = Keyward::builder(MemoryStore::new())
+    ///     .prefix("books")
+    ///     .callers(Users)
+    ///     .build()?;
+    /// # let _ = keyward;
+    /// # Ok::<(), keyward::ConfigError>(())
+    /// ```
+    pub fn callers(mut self, callers: impl Callers) -> Self {
+        self.callers = Some(Box::new(callers));
+        self
+    }
+}

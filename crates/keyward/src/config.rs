@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::budget::{FailureBudget, LocalFailureBudget};
 use crate::cache::CacheConfig;
 use crate::cache::VerifyCache;
-use crate::callers::{Callers, DynCallers};
+use crate::callers::DynCallers;
 use crate::circuit::Circuit;
 use crate::circuit::CircuitBreaker;
 use crate::handle::{Inner, Keyward};
@@ -81,7 +81,7 @@ pub struct KeywardBuilder {
     hide_credentials: bool,
     cache: CacheConfig,
     trusted_proxies: Vec<IpNet>,
-    callers: Option<Box<dyn DynCallers>>,
+    pub(crate) callers: Option<Box<dyn DynCallers>>,
     clock: Arc<dyn Clock>,
     usage_flush_interval: Duration,
     realm: Option<String>,
@@ -344,38 +344,6 @@ impl KeywardBuilder {
         N: Into<IpNet>,
     {
         self.trusted_proxies = proxies.into_iter().map(|n| n.into().trunc()).collect();
-        self
-    }
-
-    /// The application's people ([`Callers`]): the session behind a request without a key,
-    /// what a key's owner holds now (a personal key never does more than its owner), and the
-    /// list of users for the management page. Without it only keys are callers, and a
-    /// personal key keeps its own scopes.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use keyward::{CallerError, Callers, Keyward, MemoryStore, ScopeSet, User};
-    ///
-    /// struct Users;
-    ///
-    /// impl Callers for Users {
-    ///     async fn user(&self, id: &str) -> Result<Option<User>, CallerError> {
-    ///         // Look the user up in the application's database here.
-    ///         let scopes = ScopeSet::parse(["*"]).map_err(CallerError::new)?;
-    ///         Ok((id == "alice").then(|| User::new(id, "Alice", scopes)))
-    ///     }
-    /// }
-    ///
-    /// let keyward = Keyward::builder(MemoryStore::new())
-    ///     .prefix("books")
-    ///     .callers(Users)
-    ///     .build()?;
-    /// # let _ = keyward;
-    /// # Ok::<(), keyward::ConfigError>(())
-    /// ```
-    pub fn callers(mut self, callers: impl Callers) -> Self {
-        self.callers = Some(Box::new(callers));
         self
     }
 

@@ -47,31 +47,3 @@ impl MigrationTrait for CreateKeyUsage {
             .await
     }
 }
-
-#[cfg(all(test, feature = "sqlite"))]
-mod tests {
-    use sea_orm_migration::MigratorTrait;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn running_again_on_an_existing_table_is_fine() {
-        let db = sea_orm::Database::connect("sqlite::memory:")
-            .await
-            .expect("connect");
-        crate::migration::Migrator::up(&db, None)
-            .await
-            .expect("migrate");
-        let manager = SchemaManager::new(&db);
-        assert!(
-            manager
-                .has_table("keyward_key_usage")
-                .await
-                .expect("table list")
-        );
-        CreateKeyUsage
-            .up(&manager)
-            .await
-            .expect("the table exists already: nothing to do");
-    }
-}
