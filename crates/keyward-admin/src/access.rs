@@ -14,9 +14,16 @@ pub(crate) struct Actor {
     pub(crate) principal: Principal,
     /// The presenting key as stored, when a key acts: its restrictions bound what it mints.
     pub(crate) key: Option<KeyRecord>,
+    /// The address the request came from, recorded with the changes it makes.
+    pub(crate) client_ip: Option<std::net::IpAddr>,
 }
 
 impl Actor {
+    /// Who acts and from where, for the event log.
+    pub(crate) fn event_context(&self) -> keyward::EventContext {
+        keyward::EventContext::new(self.principal.actor()).client_ip(self.client_ip)
+    }
+
     fn is_admin(&self) -> bool {
         self.principal.has_scope(KEYS_ADMIN)
     }

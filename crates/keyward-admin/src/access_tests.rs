@@ -53,6 +53,7 @@ fn key_actor(record: KeyRecord) -> Actor {
     Actor {
         principal: keyward_core::Principal::from_record(&record, scopes).into(),
         key: Some(record),
+        client_ip: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn previous_token_actor(record: KeyRecord) -> Actor {
     Actor {
         principal: principal.into(),
         key: Some(record),
+        client_ip: None,
     }
 }
 
@@ -72,6 +74,7 @@ fn session_actor(user: &str, scopes: &[&str]) -> Actor {
     Actor {
         principal: Principal::session(User::new(user, user, scopes)),
         key: None,
+        client_ip: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use keyward::{AuthError, Keyward, Principal};
+use keyward::{AuthError, ClientIp, Keyward, Principal};
 
 use crate::access::Actor;
 use crate::error::AdminError;
@@ -24,6 +24,10 @@ where
         let principal = <Principal as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        let client_ip = <ClientIp as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?
+            .map(|ClientIp(ip)| ip);
         let key = match principal.key_id() {
             Some(id) => Some(
                 Keyward::from_ref(state)
@@ -33,7 +37,11 @@ where
             ),
             None => None,
         };
-        Ok(Self(Actor { principal, key }))
+        Ok(Self(Actor {
+            principal,
+            key,
+            client_ip,
+        }))
     }
 }
 

@@ -131,6 +131,7 @@ mod audit;
 #[cfg(test)]
 mod body;
 mod error;
+mod events;
 mod model;
 mod openapi;
 mod routes;
@@ -149,9 +150,9 @@ use keyward::Keyward;
 
 pub use error::AdminError;
 pub use model::{
-    CreateKeyRequest, FieldProblem, IssuedKeyBody, KeyList, KeyObject, ProblemBody,
-    RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest, UsageHistory, UserEntry,
-    UserList,
+    CreateKeyRequest, EventList, EventObject, FieldProblem, IssuedKeyBody, KeyList, KeyObject,
+    ProblemBody, RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest, UsageHistory,
+    UserEntry, UserList,
 };
 pub use openapi::openapi;
 pub use routes::PAGE_LIMIT;
@@ -292,6 +293,7 @@ where
         endpoint(Method::GET, "/self", get(routes::get_self)),
         endpoint(Method::POST, "/self/refresh", post(routes::refresh_self)),
         endpoint(Method::GET, "/users", get(users::list_users)),
+        endpoint(Method::GET, "/events", get(events::list_events)),
         endpoint(Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ];
     #[cfg(feature = "ui")]

@@ -28,6 +28,18 @@ pub struct KeyList {
     pub next_cursor: Option<String>,
 }
 
+/// A key event (schema `KeyEvent`): core's [`EventView`](keyward_core::EventView).
+pub type EventObject = keyward_core::EventView;
+
+/// One page of key events, newest first (`GET /events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    /// The events of this page.
+    pub events: Vec<EventObject>,
+    /// Pass as `cursor` to read the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// A key's daily use counts (`GET /keys/{id}/usage`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageHistory {

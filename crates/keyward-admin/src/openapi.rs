@@ -33,6 +33,7 @@ use crate::routes;
         routes::get_self,
         routes::refresh_self,
         crate::users::list_users,
+        crate::events::list_events,
         openapi_json,
     ),
     modifiers(&Security),
@@ -40,6 +41,7 @@ use crate::routes;
         (name = "scopes", description = "The application's scope catalog"),
         (name = "keys", description = "Managing keys: the caller's own, or every owner's with `keys:admin`"),
         (name = "users", description = "The application's users, for the owner picker (administrators)"),
+        (name = "events", description = "Key events: who changed which key, when and from where"),
         (name = "self", description = "The key that authenticates the request"),
         (name = "meta", description = "This document and the management page"),
     )

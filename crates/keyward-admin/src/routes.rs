@@ -4,7 +4,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keyward::{Json, Keyward, Problem};
+use keyward::{ClientIp, Json, Keyward, Problem};
 use keyward_core::MAX_PAGE_SIZE;
 use keyward_core::{
     Expiry, GracePeriod, KeyChanges, KeyId, KeyKind, KeyRecord, ListCursor, ListQuery, NewKey,
@@ -196,7 +196,7 @@ pub(crate) async fn create_key(
     )?;
     let issued = issued?;
     check_owner(&keys, &issued.record).await?;
-    let issued = keys.insert(issued).await?;
+    let issued = keys.acting(actor.event_context()).insert(issued).await?;
     audit::event(&actor.principal, issued.record.id, "create");
     let body = IssuedKeyBody {
         token: issued.token.expose_secret().to_owned(),
@@ -279,7 +279,10 @@ pub(crate) async fn update_key(
     if after.scopes != record.scopes {
         check_owner(&keys, &after).await?;
     }
-    let updated = keys.update(record.id, changes).await?;
+    let updated = keys
+        .acting(actor.event_context())
+        .update(record.id, changes)
+        .await?;
     audit::event(&actor.principal, updated.id, "update");
     Ok(Json(key_object(&keys, updated)))
 }
@@ -323,7 +326,7 @@ pub(crate) async fn revoke_key(
 ) -> Result<Json<KeyObject>, AdminError> {
     let record = load(&keys, &id).await?;
     authorize(&actor, Operation::Revoke(&record))?;
-    let revoked = keys.revoke(record.id).await?;
+    let revoked = keys.acting(actor.event_context()).revoke(record.id).await?;
     audit::event(&actor.principal, revoked.id, "revoke");
     Ok(Json(key_object(&keys, revoked)))
 }
@@ -350,7 +353,7 @@ pub(crate) async fn delete_key(
 ) -> Result<StatusCode, AdminError> {
     let record = load(&keys, &id).await?;
     authorize(&actor, Operation::Delete(&record))?;
-    keys.delete(record.id).await?;
+    keys.acting(actor.event_context()).delete(record.id).await?;
     audit::event(&actor.principal, record.id, "delete");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -385,7 +388,10 @@ pub(crate) async fn regenerate_key(
     let body = body.map(|Json(body)| body).unwrap_or_default();
     let grace = body.grace_seconds.map(GracePeriod::from_secs).transpose()?;
     authorize(&actor, Operation::Regenerate(&record))?;
-    let issued = keys.regenerate(record.id, grace).await?;
+    let issued = keys
+        .acting(actor.event_context())
+        .regenerate(record.id, grace)
+        .await?;
     audit::event(&actor.principal, issued.record.id, "regenerate");
     Ok(Json(IssuedKeyBody {
         token: issued.token.expose_secret().to_owned(),
@@ -428,7 +434,10 @@ pub(crate) async fn refresh_key(
             until,
         },
     )?;
-    let refreshed = keys.refresh(record.id).await?;
+    let refreshed = keys
+        .acting(actor.event_context())
+        .refresh(record.id)
+        .await?;
     audit::event(&actor.principal, refreshed.id, "refresh");
     Ok(Json(key_object(&keys, refreshed)))
 }
@@ -475,16 +484,17 @@ pub(crate) async fn get_self(
 pub(crate) async fn refresh_self(
     State(keys): State<Keyward>,
     PresentingKey(principal): PresentingKey,
+    client_ip: Option<ClientIp>,
 ) -> Result<Json<KeyObject>, AdminError> {
     let actor = Actor {
         principal,
         key: None,
+        client_ip: client_ip.map(|ClientIp(ip)| ip),
     };
     authorize(&actor, Operation::RefreshSelf)?;
-    let principal = actor.principal;
-    let key_id = principal.key_id().ok_or_else(AdminError::not_found)?;
-    let refreshed = keys.refresh(key_id).await?;
-    audit::event(&principal, refreshed.id, "refresh");
+    let key_id = actor.principal.key_id().ok_or_else(AdminError::not_found)?;
+    let refreshed = keys.acting(actor.event_context()).refresh(key_id).await?;
+    audit::event(&actor.principal, refreshed.id, "refresh");
     Ok(Json(key_object(&keys, refreshed)))
 }
 

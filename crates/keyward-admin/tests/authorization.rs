@@ -83,6 +83,20 @@ fn rows() -> Vec<Row> {
             [200, 403, 200, 403, 200, 403],
         ),
         row(
+            "events of own keys",
+            Method::GET,
+            "/events",
+            None,
+            [200, 200, 200, 403, 200, 403],
+        ),
+        row(
+            "events of alice's keys",
+            Method::GET,
+            "/events?owner=alice",
+            None,
+            [200, 403, 200, 403, 200, 403],
+        ),
+        row(
             "create own",
             Method::POST,
             "/keys",

@@ -6,7 +6,7 @@ use axum::body::Body;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use common::{MOUNT, TestApp};
 use http::{Method, Request};
-use keyward::{Expiry, KeyId, KeyRecord, NewKey};
+use keyward::{EventContext, Expiry, KeyId, KeyRecord, NewKey};
 use keyward_core::KeyStore;
 use keyward_core::MAX_LIFETIME;
 use serde_json::json;
@@ -778,8 +778,11 @@ async fn expires_at_is_bounded() {
 async fn plant(app: &TestApp, id: KeyId, change: impl FnOnce(&mut KeyRecord)) {
     let mut record = app.store.get(id).await.unwrap().expect("stored");
     change(&mut record);
-    app.store.delete(id).await.unwrap();
-    app.store.insert(record).await.unwrap();
+    app.store.delete(id, &EventContext::system()).await.unwrap();
+    app.store
+        .insert(record, &EventContext::system())
+        .await
+        .unwrap();
     app.keys.invalidate_key(id);
 }
 

@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use keyward_core::{
-    Expiry, GracePeriod, IssuedKey, KeyId, KeyRecord, KeyStore, KeyUpdate, ListCursor, ListQuery,
-    NewKey, Prefix, ScopeCatalog, ScopeSet, SecretRotation, StoreError, Token, TokenHasher, policy,
+    EventContext, Expiry, GracePeriod, IssuedKey, KeyId, KeyRecord, KeyStore, KeyUpdate,
+    ListCursor, ListQuery, NewKey, Prefix, ScopeCatalog, ScopeSet, SecretRotation, StoreError,
+    Token, TokenHasher, policy,
 };
 use keyward_sea_orm::SeaOrmStore;
 
@@ -264,9 +265,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .ok_or_else(|| Failure::No(format!("no key with id {id}")))?;
             output::key(json, &key, now);
         }
-        Command::Revoke { id } => output::key(json, &store.revoke(id, now).await?, now),
+        Command::Revoke { id } => output::key(
+            json,
+            &store.revoke(id, now, &EventContext::cli()).await?,
+            now,
+        ),
         Command::Delete { id } => {
-            store.delete(id).await?;
+            store.delete(id, &EventContext::cli()).await?;
             output::done(json, &format!("deleted key {id}"));
         }
         Command::Regenerate { id, grace_seconds } => {
@@ -275,24 +280,38 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let format = app.token_format(cli.prefix.as_ref())?;
             app.check_pepper(&hasher)?;
             let (rotation, token) = SecretRotation::generate(&format, &hasher, Some(grace), now);
-            let record = store.replace_secret(id, &rotation, now).await?;
+            let record = store
+                .replace_secret(id, &rotation, now, &EventContext::cli())
+                .await?;
             output::issued(json, &IssuedKey { record, token });
         }
-        Command::Refresh { id } => output::key(json, &store.refresh(id, now).await?, now),
+        Command::Refresh { id } => output::key(
+            json,
+            &store.refresh(id, now, &EventContext::cli()).await?,
+            now,
+        ),
         Command::Disable { id } => {
             let update = KeyUpdate {
                 active: Some(false),
                 disabled_by: Some(CLI_ACTOR.to_owned()),
                 ..KeyUpdate::default()
             };
-            output::key(json, &store.update(id, &update, now).await?, now);
+            output::key(
+                json,
+                &store.update(id, &update, now, &EventContext::cli()).await?,
+                now,
+            );
         }
         Command::Enable { id } => {
             let update = KeyUpdate {
                 active: Some(true),
                 ..KeyUpdate::default()
             };
-            output::key(json, &store.update(id, &update, now).await?, now);
+            output::key(
+                json,
+                &store.update(id, &update, now, &EventContext::cli()).await?,
+                now,
+            );
         }
         Command::Verify => {
             app.check_pepper(&hasher)?;
@@ -351,7 +370,9 @@ async fn create(
     let issued = new
         .issue(&catalog, &format, hasher, Utc::now())
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    store.insert(issued.record.clone()).await?;
+    store
+        .insert(issued.record.clone(), &EventContext::cli())
+        .await?;
     Ok(issued)
 }
 

@@ -2,11 +2,13 @@
 //! instance reads from where it last stopped ([`KeyStore::changes_since`](crate::KeyStore::changes_since)).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::event::{Actor, EventContext};
 use crate::key::KeyId;
 
 /// Largest batch a store returns from [`changes_since`](crate::KeyStore::changes_since).
@@ -20,14 +22,18 @@ pub const CHANGE_GAP_WINDOW: Duration = Duration::from_secs(30);
 /// more than a handful at a time does not happen in practice.
 const MAX_GAPS: usize = 256;
 
-/// What a change did.
+/// What a change did: the type of a key event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChangeKind {
     /// A key was created.
     Created,
-    /// A key's settings changed (name, scopes, expiry, enabled or disabled, …).
+    /// A key's settings changed (name, scopes, allowed IPs, rate limit, metadata).
     Updated,
+    /// A disabled key was enabled.
+    Enabled,
+    /// A key was disabled.
+    Disabled,
     /// A key was revoked.
     Revoked,
     /// A key was deleted.
@@ -36,6 +42,14 @@ pub enum ChangeKind {
     Regenerated,
     /// A key's expiry was extended by its lifetime.
     Refreshed,
+    /// A key will expire soon (recorded once per key and expiry).
+    ExpiringSoon,
+    /// A key's expiry passed (recorded once per key and expiry).
+    Expired,
+    /// A key's token was reported leaked, and the key revoked or disabled.
+    Leaked,
+    /// A key was refused for its rate limit (the first time in a flush interval).
+    RateLimited,
     /// What a user holds changed (see [`KeyStore::owner_changed`](crate::KeyStore::owner_changed)):
     /// the change has an owner and no key.
     Owner,
@@ -43,29 +57,50 @@ pub enum ChangeKind {
 
 impl ChangeKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 13] = [
         Self::Created,
         Self::Updated,
+        Self::Enabled,
+        Self::Disabled,
         Self::Revoked,
         Self::Deleted,
         Self::Regenerated,
         Self::Refreshed,
+        Self::ExpiringSoon,
+        Self::Expired,
+        Self::Leaked,
+        Self::RateLimited,
         Self::Owner,
     ];
 
-    /// The name stored in a database: `created`, `updated`, `revoked`, `deleted`,
-    /// `regenerated`, `refreshed`, `owner`.
+    /// The name stored in a database and shown: `created`, `updated`, `enabled`, `disabled`,
+    /// `revoked`, `deleted`, `regenerated`, `refreshed`, `expiring_soon`, `expired`,
+    /// `leaked`, `rate_limited`, `owner`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Updated => "updated",
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
             Self::Revoked => "revoked",
             Self::Deleted => "deleted",
             Self::Regenerated => "regenerated",
             Self::Refreshed => "refreshed",
+            Self::ExpiringSoon => "expiring_soon",
+            Self::Expired => "expired",
+            Self::Leaked => "leaked",
+            Self::RateLimited => "rate_limited",
             Self::Owner => "owner",
         }
+    }
+
+    /// Whether the change can alter what a cached copy of the key allows: every kind but the
+    /// notices ([`ExpiringSoon`](Self::ExpiringSoon), [`Expired`](Self::Expired),
+    /// [`RateLimited`](Self::RateLimited)), which change nothing stored.
+    #[must_use]
+    pub const fn invalidates(self) -> bool {
+        !matches!(self, Self::ExpiringSoon | Self::Expired | Self::RateLimited)
     }
 }
 
@@ -91,11 +126,11 @@ impl FromStr for ChangeKind {
     }
 }
 
-/// One row of the change log.
+/// One row of the change log: a key event.
 ///
 /// A reader drops its cached copies of `key_id` when there is one, else of every key of
-/// `owner`. The row is what the key events of the audit log grow from (actor, client address
-/// and the changed fields are later additions), hence `#[non_exhaustive]`: build one with
+/// `owner`. The same rows are the audit trail: who acted ([`actor`](Self::actor)), from
+/// where, and what changed ([`detail`](Self::detail), never a secret). Build one with
 /// [`ChangeRecord::key`] or [`ChangeRecord::owner`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -111,6 +146,12 @@ pub struct ChangeRecord {
     pub kind: ChangeKind,
     /// When the change was recorded.
     pub at: DateTime<Utc>,
+    /// Who made it; `None` for rows written before actors were recorded.
+    pub actor: Option<Actor>,
+    /// The address the change came from, when known.
+    pub client_ip: Option<IpAddr>,
+    /// What changed: a JSON object (see [`event_detail`](crate::event_detail)), or null.
+    pub detail: serde_json::Value,
 }
 
 impl ChangeRecord {
@@ -129,7 +170,19 @@ impl ChangeRecord {
             owner,
             kind,
             at,
+            actor: None,
+            client_ip: None,
+            detail: serde_json::Value::Null,
         }
+    }
+
+    /// The same change, made by `context`'s actor from its address, with `detail`.
+    #[must_use]
+    pub fn by(mut self, context: &EventContext, detail: serde_json::Value) -> Self {
+        self.actor = Some(context.actor.clone());
+        self.client_ip = context.client_ip;
+        self.detail = detail;
+        self
     }
 
     /// A change to what `owner` holds, at position `seq`.
@@ -141,6 +194,9 @@ impl ChangeRecord {
             owner: Some(owner.into()),
             kind: ChangeKind::Owner,
             at,
+            actor: None,
+            client_ip: None,
+            detail: serde_json::Value::Null,
         }
     }
 }
@@ -331,7 +387,7 @@ mod tests {
             assert_eq!(kind.as_str().parse::<ChangeKind>(), Ok(kind));
             assert_eq!(kind.to_string(), kind.as_str());
         }
-        assert!("leaked".parse::<ChangeKind>().is_err());
+        assert!("compromised".parse::<ChangeKind>().is_err());
     }
 
     #[test]

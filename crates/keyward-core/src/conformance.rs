@@ -21,15 +21,21 @@ use std::collections::HashSet;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{
-    Expiry, GracePeriod, KeyChanges, KeyRecord, KeyStore, ListCursor, ListQuery, NewKey,
-    ScopeCatalog, SecretRotation, StoreErrorKind, Token, TokenFormat, TokenHasher,
+    EventContext, Expiry, GracePeriod, KeyChanges, KeyRecord, KeyStore, ListCursor, ListQuery,
+    NewKey, ScopeCatalog, SecretRotation, StoreErrorKind, Token, TokenFormat, TokenHasher,
 };
 
 #[path = "conformance_changes.rs"]
 mod changes;
+#[path = "conformance_events.rs"]
+mod events;
 #[path = "conformance_usage.rs"]
 mod usage;
 pub use changes::{change_log, change_log_pages, change_log_skips_failures};
+pub use events::{
+    consumer_leases, events_filter_and_paginate, events_record_actor_and_detail,
+    expiry_notices_once,
+};
 pub use usage::{
     change_feed, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
 };
@@ -81,7 +87,10 @@ fn digest(token: &Token) -> crate::TokenDigest {
 }
 
 async fn insert<S: KeyStore>(store: &S, record: &KeyRecord) {
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &EventContext::system())
+        .await
+        .expect("insert");
 }
 
 async fn must_get<S: KeyStore>(store: &S, record: &KeyRecord) -> KeyRecord {
@@ -115,13 +124,16 @@ pub async fn insert_conflicts<S: KeyStore>(store: S) {
     let (record, _) = personal_key("alice", 0);
     insert(&store, &record).await;
     let err = store
-        .insert(record.clone())
+        .insert(record.clone(), &EventContext::system())
         .await
         .expect_err("duplicate id");
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
     let (mut other, _) = personal_key("bob", 1);
     other.digest = record.digest;
-    let err = store.insert(other).await.expect_err("duplicate digest");
+    let err = store
+        .insert(other, &EventContext::system())
+        .await
+        .expect_err("duplicate digest");
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
 }
 
@@ -151,7 +163,7 @@ pub async fn find_previous_in_grace<S: KeyStore>(store: S) {
     let (rotation, new) =
         SecretRotation::generate(&format(), &TokenHasher::sha256(), Some(grace), t0());
     let rotated = store
-        .replace_secret(record.id, &rotation, t0())
+        .replace_secret(record.id, &rotation, t0(), &EventContext::system())
         .await
         .expect("rotate");
     assert_eq!(rotated.hint, new.hint());
@@ -186,7 +198,10 @@ pub async fn list_filters<S: KeyStore>(store: S) {
     for r in [&a1, &b1, &a2] {
         insert(&store, r).await;
     }
-    store.revoke(a1.id, t0()).await.expect("revoke");
+    store
+        .revoke(a1.id, t0(), &EventContext::system())
+        .await
+        .expect("revoke");
 
     let all = store
         .list(&ListQuery {
@@ -290,7 +305,10 @@ pub async fn update<S: KeyStore>(store: S) {
     .validate(&catalog())
     .expect("valid changes");
     let at = t0() + TimeDelta::seconds(5);
-    let updated = store.update(record.id, &changes, at).await.expect("update");
+    let updated = store
+        .update(record.id, &changes, at, &EventContext::system())
+        .await
+        .expect("update");
     assert_eq!(updated.name, "renamed");
     assert!(updated.scopes.allows_str("books:write"));
     assert!(!updated.active);
@@ -314,7 +332,10 @@ pub async fn update<S: KeyStore>(store: S) {
     }
     .validate(&catalog())
     .expect("valid");
-    let cleared = store.update(record.id, &clear, at).await.expect("update");
+    let cleared = store
+        .update(record.id, &clear, at, &EventContext::system())
+        .await
+        .expect("update");
     assert_eq!(cleared.rate_limit, None);
     assert_eq!(cleared.name, "renamed", "absent fields unchanged");
     assert_eq!(
@@ -328,7 +349,10 @@ pub async fn update<S: KeyStore>(store: S) {
     }
     .validate(&catalog())
     .expect("valid");
-    let enabled = store.update(record.id, &enable, at).await.expect("update");
+    let enabled = store
+        .update(record.id, &enable, at, &EventContext::system())
+        .await
+        .expect("update");
     assert!(enabled.active);
     assert_eq!(
         enabled.disabled_by, None,
@@ -337,14 +361,17 @@ pub async fn update<S: KeyStore>(store: S) {
     assert_eq!(must_get(&store, &record).await, enabled);
 
     let missing = store
-        .update(crate::KeyId::new(), &clear, at)
+        .update(crate::KeyId::new(), &clear, at, &EventContext::system())
         .await
         .expect_err("missing");
     assert_eq!(missing.kind(), StoreErrorKind::NotFound);
 
-    store.revoke(record.id, at).await.expect("revoke");
+    store
+        .revoke(record.id, at, &EventContext::system())
+        .await
+        .expect("revoke");
     let err = store
-        .update(record.id, &clear, at)
+        .update(record.id, &clear, at, &EventContext::system())
         .await
         .expect_err("revoked");
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
@@ -355,10 +382,13 @@ pub async fn revoke<S: KeyStore>(store: S) {
     let (record, token) = personal_key("alice", 0);
     insert(&store, &record).await;
     let at = t0() + TimeDelta::seconds(9);
-    let revoked = store.revoke(record.id, at).await.expect("revoke");
+    let revoked = store
+        .revoke(record.id, at, &EventContext::system())
+        .await
+        .expect("revoke");
     assert_eq!(revoked.revoked_at, Some(at));
     let again = store
-        .revoke(record.id, at + TimeDelta::hours(1))
+        .revoke(record.id, at + TimeDelta::hours(1), &EventContext::system())
         .await
         .expect("revoke again");
     assert_eq!(
@@ -372,7 +402,7 @@ pub async fn revoke<S: KeyStore>(store: S) {
         .expect("find");
     assert_eq!(found.and_then(|k| k.revoked_at), Some(at));
     let err = store
-        .revoke(crate::KeyId::new(), at)
+        .revoke(crate::KeyId::new(), at, &EventContext::system())
         .await
         .expect_err("missing");
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
@@ -384,7 +414,10 @@ pub async fn delete<S: KeyStore>(store: S) {
     let (other, _) = personal_key("alice", 1);
     insert(&store, &record).await;
     insert(&store, &other).await;
-    store.delete(record.id).await.expect("delete");
+    store
+        .delete(record.id, &EventContext::system())
+        .await
+        .expect("delete");
     assert!(store.get(record.id).await.expect("get").is_none());
     assert!(
         store
@@ -393,7 +426,10 @@ pub async fn delete<S: KeyStore>(store: S) {
             .expect("find")
             .is_none()
     );
-    let err = store.delete(record.id).await.expect_err("second delete");
+    let err = store
+        .delete(record.id, &EventContext::system())
+        .await
+        .expect_err("second delete");
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
     assert!(
         store.get(other.id).await.expect("get").is_some(),
@@ -407,7 +443,7 @@ pub async fn replace_secret<S: KeyStore>(store: S) {
     insert(&store, &record).await;
     let (rotation, new) = SecretRotation::generate(&format(), &TokenHasher::sha256(), None, t0());
     let rotated = store
-        .replace_secret(record.id, &rotation, t0())
+        .replace_secret(record.id, &rotation, t0(), &EventContext::system())
         .await
         .expect("rotate");
     assert_eq!(rotated.digest, digest(&new));
@@ -435,12 +471,12 @@ pub async fn replace_secret<S: KeyStore>(store: S) {
     let (second, newest) =
         SecretRotation::generate(&format(), &TokenHasher::sha256(), Some(grace), t0());
     store
-        .replace_secret(record.id, &second, t0())
+        .replace_secret(record.id, &second, t0(), &EventContext::system())
         .await
         .expect("rotate");
     let (third, _) = SecretRotation::generate(&format(), &TokenHasher::sha256(), Some(grace), t0());
     store
-        .replace_secret(record.id, &third, t0())
+        .replace_secret(record.id, &third, t0(), &EventContext::system())
         .await
         .expect("rotate");
     assert!(
@@ -459,14 +495,22 @@ pub async fn replace_secret<S: KeyStore>(store: S) {
     );
 
     let err = store
-        .replace_secret(crate::KeyId::new(), &rotation, t0())
+        .replace_secret(
+            crate::KeyId::new(),
+            &rotation,
+            t0(),
+            &EventContext::system(),
+        )
         .await
         .expect_err("missing");
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
-    store.revoke(record.id, t0()).await.expect("revoke");
+    store
+        .revoke(record.id, t0(), &EventContext::system())
+        .await
+        .expect("revoke");
     let (late, _) = SecretRotation::generate(&format(), &TokenHasher::sha256(), None, t0());
     let err = store
-        .replace_secret(record.id, &late, t0())
+        .replace_secret(record.id, &late, t0(), &EventContext::system())
         .await
         .expect_err("revoked");
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
@@ -488,14 +532,20 @@ pub async fn refresh<S: KeyStore>(store: S) {
     insert(&store, &record).await;
     insert(&store, &never).await;
     let later = t0() + TimeDelta::days(20);
-    let refreshed = store.refresh(record.id, later).await.expect("refresh");
+    let refreshed = store
+        .refresh(record.id, later, &EventContext::system())
+        .await
+        .expect("refresh");
     assert_eq!(refreshed.expires_at, Some(later + TimeDelta::days(30)));
     assert_eq!(
         must_get(&store, &record).await.expires_at,
         refreshed.expires_at
     );
     insert(&store, &long).await;
-    let refreshed = store.refresh(long.id, later).await.expect("refresh");
+    let refreshed = store
+        .refresh(long.id, later, &EventContext::system())
+        .await
+        .expect("refresh");
     let capped = crate::MAX_LIFETIME;
     assert_eq!(refreshed.expires_at, Some(later + capped));
     assert_eq!(refreshed.lifetime, Some(capped));
@@ -505,12 +555,12 @@ pub async fn refresh<S: KeyStore>(store: S) {
         (refreshed.expires_at, Some(capped))
     );
     let err = store
-        .refresh(never.id, later)
+        .refresh(never.id, later, &EventContext::system())
         .await
         .expect_err("never expires");
     assert_eq!(err.kind(), StoreErrorKind::Conflict);
     let err = store
-        .refresh(crate::KeyId::new(), later)
+        .refresh(crate::KeyId::new(), later, &EventContext::system())
         .await
         .expect_err("missing");
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
@@ -527,7 +577,9 @@ macro_rules! conformance_tests {
             insert_and_get, insert_conflicts, find_by_digest, find_previous_in_grace,
             list_filters, list_pagination_is_stable, update, revoke, delete, replace_secret,
             refresh, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
-            change_feed, change_log, change_log_skips_failures, change_log_pages);
+            change_feed, change_log, change_log_skips_failures, change_log_pages,
+            events_record_actor_and_detail, events_filter_and_paginate, expiry_notices_once,
+            consumer_leases);
     };
     (@each $make:path; $($check:ident),+) => {
         $(

@@ -5,8 +5,8 @@ use chrono::{TimeDelta, Utc};
 
 use super::{catalog, format, insert, issue, personal_key, t0};
 use crate::{
-    ChangeCursor, ChangeKind, ChangeRecord, Expiry, KeyChanges, KeyId, KeyStore, NewKey,
-    SecretRotation, StoreErrorKind, TokenHasher,
+    ChangeCursor, ChangeKind, ChangeRecord, EventContext, Expiry, KeyChanges, KeyId, KeyStore,
+    NewKey, SecretRotation, StoreErrorKind, TokenHasher,
 };
 
 /// The head of the log, or `None` when the store keeps none.
@@ -69,21 +69,30 @@ pub async fn change_log<S: KeyStore>(store: S) {
     let id = record.id;
     insert(&store, &record).await;
     store
-        .update(id, &rename("renamed"), t0())
+        .update(id, &rename("renamed"), t0(), &EventContext::system())
         .await
         .expect("update");
     let (rotation, _) = SecretRotation::generate(&format(), &TokenHasher::sha256(), None, t0());
     store
-        .replace_secret(id, &rotation, t0())
+        .replace_secret(id, &rotation, t0(), &EventContext::system())
         .await
         .expect("rotate");
     store
-        .refresh(id, t0() + TimeDelta::days(1))
+        .refresh(id, t0() + TimeDelta::days(1), &EventContext::system())
         .await
         .expect("refresh");
-    store.revoke(id, t0()).await.expect("revoke");
-    store.revoke(id, t0()).await.expect("a second revoke");
-    store.delete(id).await.expect("delete");
+    store
+        .revoke(id, t0(), &EventContext::system())
+        .await
+        .expect("revoke");
+    store
+        .revoke(id, t0(), &EventContext::system())
+        .await
+        .expect("a second revoke");
+    store
+        .delete(id, &EventContext::system())
+        .await
+        .expect("delete");
     store.owner_changed("bob").await.expect("owner changed");
     let after = Utc::now() + TimeDelta::seconds(5);
 
@@ -139,22 +148,43 @@ pub async fn change_log_skips_failures<S: KeyStore>(store: S) {
     let unknown = KeyId::new();
     let (rotation, _) = SecretRotation::generate(&format(), &TokenHasher::sha256(), None, t0());
     let not_found = [
-        store.update(unknown, &rename("x"), t0()).await.err(),
-        store.revoke(unknown, t0()).await.err(),
-        store.replace_secret(unknown, &rotation, t0()).await.err(),
-        store.refresh(unknown, t0()).await.err(),
-        store.delete(unknown).await.err(),
+        store
+            .update(unknown, &rename("x"), t0(), &EventContext::system())
+            .await
+            .err(),
+        store
+            .revoke(unknown, t0(), &EventContext::system())
+            .await
+            .err(),
+        store
+            .replace_secret(unknown, &rotation, t0(), &EventContext::system())
+            .await
+            .err(),
+        store
+            .refresh(unknown, t0(), &EventContext::system())
+            .await
+            .err(),
+        store.delete(unknown, &EventContext::system()).await.err(),
     ];
     for err in not_found {
         assert_eq!(err.map(|e| e.kind()), Some(StoreErrorKind::NotFound));
     }
-    let duplicate = store.insert(record.clone()).await.expect_err("duplicate");
+    let duplicate = store
+        .insert(record.clone(), &EventContext::system())
+        .await
+        .expect_err("duplicate");
     assert_eq!(duplicate.kind(), StoreErrorKind::Conflict);
-    let never_expires = store.refresh(never.id, t0()).await.expect_err("never");
+    let never_expires = store
+        .refresh(never.id, t0(), &EventContext::system())
+        .await
+        .expect_err("never");
     assert_eq!(never_expires.kind(), StoreErrorKind::Conflict);
-    store.revoke(record.id, t0()).await.expect("revoke");
+    store
+        .revoke(record.id, t0(), &EventContext::system())
+        .await
+        .expect("revoke");
     let revoked = store
-        .update(record.id, &rename("x"), t0())
+        .update(record.id, &rename("x"), t0(), &EventContext::system())
         .await
         .expect_err("revoked");
     assert_eq!(revoked.kind(), StoreErrorKind::Conflict);

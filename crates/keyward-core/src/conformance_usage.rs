@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 
 use super::{catalog, format, insert, must_get, personal_key, t0};
 use crate::{
-    DailyUsage, KeyChange, KeyChanges, KeyId, KeyStore, SecretRotation, TokenHasher, UsageUpdate,
+    DailyUsage, EventContext, KeyChange, KeyChanges, KeyId, KeyStore, SecretRotation, TokenHasher,
+    UsageUpdate,
 };
 
 /// Usage adds up, keeps the latest use, and skips unknown ids.
@@ -191,7 +192,10 @@ pub async fn usage_days_deleted<S: KeyStore>(store: S) {
         .record_usage(&[used(a.id, 2, at), used(b.id, 3, at)])
         .await
         .expect("usage");
-    store.delete(a.id).await.expect("delete");
+    store
+        .delete(a.id, &EventContext::system())
+        .await
+        .expect("delete");
     assert!(
         store
             .usage_days(a.id, day(-1))
@@ -223,20 +227,26 @@ pub async fn change_feed<S: KeyStore>(store: S) {
         match step {
             0 => {
                 store
-                    .update(record.id, &disable, t0())
+                    .update(record.id, &disable, t0(), &EventContext::system())
                     .await
                     .expect("update");
             }
             1 => {
                 store
-                    .replace_secret(record.id, &rotation, t0())
+                    .replace_secret(record.id, &rotation, t0(), &EventContext::system())
                     .await
                     .expect("rotate");
             }
             2 => {
-                store.revoke(record.id, t0()).await.expect("revoke");
+                store
+                    .revoke(record.id, t0(), &EventContext::system())
+                    .await
+                    .expect("revoke");
             }
-            _ => store.delete(record.id).await.expect("delete"),
+            _ => store
+                .delete(record.id, &EventContext::system())
+                .await
+                .expect("delete"),
         }
         let change = tokio::time::timeout(Duration::from_secs(5), async {
             loop {

@@ -26,6 +26,7 @@
 //! ```
 //! use chrono::Utc;
 //! use keyward_core::{
+//!     EventContext,
 //!     KeyStore, MemoryStore, NewKey, Principal, ScopeCatalog, TokenFormat, TokenHasher, policy,
 //! };
 //!
@@ -45,7 +46,7 @@
 //!     .scopes(["books:write"])
 //!     .issue(&catalog, &format, &hasher, Utc::now())?;
 //! let shown_once = issued.token.expose_secret().to_owned();
-//! store.insert(issued.record).await?;
+//! store.insert(issued.record, &EventContext::system()).await?;
 //!
 //! // Later a script presents it.
 //! let token = format.parse(&shown_once)?; // shape and check digits, no store access
@@ -66,6 +67,7 @@ mod clock;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod digest;
+mod event;
 mod input;
 mod key;
 mod lifetime;
@@ -75,6 +77,7 @@ mod principal;
 mod scope;
 mod settings;
 mod store;
+mod store_arc;
 mod token;
 mod validation;
 
@@ -85,6 +88,10 @@ pub use change_log::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{DigestLengthError, TokenDigest, TokenHasher};
+pub use event::{
+    Actor, EventContext, EventPage, EventQuery, EventView, Leak, UnknownActor, event_detail,
+    notice_detail,
+};
 pub use input::{IssuedKey, KeyChanges, METADATA_MAX_BYTES, NAME_MAX_CHARS, NewKey, OWNER_MAX_LEN};
 pub use key::{
     KeyId, KeyKind, KeyRecord, KeyUpdate, KeyView, PreviousSecret, RuleError, SecretRotation,
@@ -94,7 +101,7 @@ pub use lifetime::{
     DEFAULT_EXPIRY_DAYS, EXPIRY_PRESET_DAYS, Expiry, GracePeriod, MAX_GRACE_SECONDS, MAX_LIFETIME,
     MAX_LIFETIME_DAYS,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, notice_due};
 pub use principal::Principal;
 #[doc(hidden)]
 pub use scope::is_valid_scope;
@@ -104,8 +111,8 @@ pub use scope::{
 };
 pub use settings::{AppSettings, RecordedScope};
 pub use store::{
-    ChangeStream, DEFAULT_PAGE_SIZE, DailyUsage, InvalidCursor, KeyChange, KeyStore, ListCursor,
-    ListQuery, MAX_PAGE_SIZE, Page, StoreError, StoreErrorKind, UsageUpdate,
+    ChangeStream, ConsumerLease, DEFAULT_PAGE_SIZE, DailyUsage, InvalidCursor, KeyChange, KeyStore,
+    ListCursor, ListQuery, MAX_PAGE_SIZE, Page, StoreError, StoreErrorKind, UsageUpdate,
 };
 pub use token::{
     CHECK_LEN, KeyHint, PREFIX_MAX_LEN, PREFIX_MIN_LEN, Prefix, PrefixError, SECRET_LEN,

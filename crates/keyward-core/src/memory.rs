@@ -1,20 +1,22 @@
 //! An in-process [`KeyStore`] for tests, demos and single-process tools.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use tokio::sync::broadcast;
 
 use crate::change_log::{
     ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, effective_change_limit,
 };
 use crate::digest::TokenDigest;
+use crate::event::{EventContext, EventPage, EventQuery, event_detail, notice_detail};
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, SecretRotation};
 use crate::settings::AppSettings;
 use crate::store::{
-    ChangeStream, DailyUsage, KeyChange, KeyStore, ListQuery, Page, StoreError, UsageUpdate,
+    ChangeStream, ConsumerLease, DailyUsage, KeyChange, KeyStore, ListQuery, MAX_PAGE_SIZE, Page,
+    StoreError, UsageUpdate,
 };
 
 /// Keys in memory, lost when the process ends. Clones share the same keys.
@@ -28,7 +30,7 @@ use crate::store::{
 ///
 /// ```
 /// use chrono::Utc;
-/// use keyward_core::{KeyStore, MemoryStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
+/// use keyward_core::{EventContext, KeyStore, MemoryStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
 ///
 /// # tokio_test(async {
 /// let store = MemoryStore::new();
@@ -36,7 +38,7 @@ use crate::store::{
 /// let issued = NewKey::service("ci")
 ///     .scopes(["*"])
 ///     .issue(&ScopeCatalog::builder().build()?, &TokenFormat::new("books")?, &hasher, Utc::now())?;
-/// store.insert(issued.record.clone()).await?;
+/// store.insert(issued.record.clone(), &EventContext::system()).await?;
 ///
 /// let found = store.find_by_digest(&hasher.digest(&issued.token), Utc::now()).await?;
 /// assert_eq!(found.map(|k| k.id), Some(issued.record.id));
@@ -67,6 +69,17 @@ struct State {
     last_seq: u64,
     /// How many changes `log` keeps.
     log_capacity: usize,
+    /// The expiry notices recorded: key, kind and the expiry they were for.
+    notices: HashSet<(KeyId, ChangeKind, DateTime<Utc>)>,
+    /// Durable readers of the log: position, holder and end of lease.
+    consumers: HashMap<String, Consumer>,
+}
+
+#[derive(Debug, Clone)]
+struct Consumer {
+    position: Option<u64>,
+    holder: String,
+    until: DateTime<Utc>,
 }
 
 impl State {
@@ -77,13 +90,47 @@ impl State {
         }
     }
 
-    /// Appends one change, dropping the oldest beyond the capacity.
-    fn append(&mut self, key_id: Option<KeyId>, owner: Option<String>, kind: ChangeKind) {
+    /// Appends the event of a change to `after` (from `before`) by `context`.
+    fn append_event(
+        &mut self,
+        kind: ChangeKind,
+        before: Option<&KeyRecord>,
+        after: &KeyRecord,
+        context: &EventContext,
+    ) -> ChangeRecord {
+        let (kind, detail) = event_detail(kind, before, after, context);
+        self.append_key_event(after, kind, context, detail)
+    }
+
+    fn append_key_event(
+        &mut self,
+        record: &KeyRecord,
+        kind: ChangeKind,
+        context: &EventContext,
+        detail: serde_json::Value,
+    ) -> ChangeRecord {
         self.last_seq += 1;
-        let record = match key_id {
-            Some(id) => ChangeRecord::key(self.last_seq, id, owner, kind, Utc::now()),
-            None => ChangeRecord::owner(self.last_seq, owner.unwrap_or_default(), Utc::now()),
-        };
+        let event = ChangeRecord::key(
+            self.last_seq,
+            record.id,
+            record.owner.clone(),
+            kind,
+            Utc::now(),
+        )
+        .by(context, detail);
+        self.push(event.clone());
+        event
+    }
+
+    /// Appends a change to what `owner` holds.
+    fn append_owner(&mut self, owner: &str) {
+        self.last_seq += 1;
+        let record = ChangeRecord::owner(self.last_seq, owner, Utc::now());
+        self.push(record);
+    }
+
+    /// Appends one change, dropping the oldest beyond the capacity.
+    fn push(&mut self, record: ChangeRecord) {
         self.log.push_back(record);
         while self.log.len() > self.log_capacity.max(1) {
             self.log.pop_front();
@@ -178,6 +225,7 @@ impl MemoryStore {
         &self,
         id: KeyId,
         kind: ChangeKind,
+        context: &EventContext,
         change: impl FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
     ) -> Result<KeyRecord, StoreError> {
         let mut state = self.write();
@@ -190,7 +238,7 @@ impl MemoryStore {
         if let Some(old) = state.keys.get(&id).cloned() {
             state.unindex(&old);
             if old != record {
-                state.append(Some(id), record.owner.clone(), kind);
+                state.append_event(kind, Some(&old), &record, context);
             }
         }
         state.index(&record);
@@ -202,7 +250,7 @@ impl MemoryStore {
 }
 
 impl KeyStore for MemoryStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: KeyRecord, context: &EventContext) -> Result<(), StoreError> {
         let mut state = self.write();
         if state.keys.contains_key(&record.id) {
             Err(StoreError::conflict(format!(
@@ -215,7 +263,7 @@ impl KeyStore for MemoryStore {
             Err(StoreError::conflict("a key with this digest exists"))
         } else {
             state.index(&record);
-            state.append(Some(record.id), record.owner.clone(), ChangeKind::Created);
+            state.append_event(ChangeKind::Created, None, &record, context);
             state.keys.insert(record.id, record);
             Ok(())
         }
@@ -265,25 +313,31 @@ impl KeyStore for MemoryStore {
         id: KeyId,
         update: &KeyUpdate,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Updated, |r| {
+        self.modify(id, ChangeKind::Updated, context, |r| {
             r.apply(update, now).map_err(Into::into)
         })
     }
 
-    async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Revoked, |r| {
+    async fn revoke(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        context: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, ChangeKind::Revoked, context, |r| {
             r.revoke(now);
             Ok(())
         })
     }
 
-    async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
+    async fn delete(&self, id: KeyId, context: &EventContext) -> Result<(), StoreError> {
         let mut state = self.write();
         match state.keys.remove(&id) {
             Some(record) => {
                 state.unindex(&record);
-                state.append(Some(id), record.owner.clone(), ChangeKind::Deleted);
+                state.append_event(ChangeKind::Deleted, None, &record, context);
                 state.daily.retain(|(key, _), _| *key != id);
                 drop(state);
                 self.notify(id);
@@ -298,14 +352,20 @@ impl KeyStore for MemoryStore {
         id: KeyId,
         rotation: &SecretRotation,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Regenerated, |r| {
+        self.modify(id, ChangeKind::Regenerated, context, |r| {
             r.rotate(rotation, now).map_err(Into::into)
         })
     }
 
-    async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Refreshed, |r| {
+    async fn refresh(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        context: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, ChangeKind::Refreshed, context, |r| {
             r.refresh(now).map_err(Into::into)
         })
     }
@@ -390,8 +450,7 @@ impl KeyStore for MemoryStore {
     }
 
     fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.write()
-            .append(None, Some(owner.to_owned()), ChangeKind::Owner);
+        self.write().append_owner(owner);
         let _ = self.feed.send(KeyChange::Owner(owner.to_owned()));
         async { Ok(()) }
     }
@@ -403,6 +462,112 @@ impl KeyStore for MemoryStore {
 
     async fn settings(&self) -> Result<Option<AppSettings>, StoreError> {
         Ok(self.read().settings.clone())
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let limit = query.effective_limit();
+        let events = self
+            .read()
+            .log
+            .iter()
+            .rev()
+            .filter(|event| query.matches(event))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        Ok(EventPage::from_overfetch(events, limit))
+    }
+
+    async fn expiry_notices(
+        &self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        context: &EventContext,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut state = self.write();
+        let due: Vec<(KeyRecord, ChangeKind, DateTime<Utc>)> = state
+            .keys
+            .values()
+            .filter_map(|record| {
+                let expires_at = record.expires_at?;
+                let kind = notice_due(record, expires_at, now, window)?;
+                let claimed = state.notices.contains(&(record.id, kind, expires_at));
+                (!claimed).then(|| (record.clone(), kind, expires_at))
+            })
+            .take(MAX_PAGE_SIZE)
+            .collect();
+        let mut recorded = Vec::with_capacity(due.len());
+        for (record, kind, expires_at) in due {
+            state.notices.insert((record.id, kind, expires_at));
+            recorded.push(state.append_key_event(&record, kind, context, notice_detail(&record)));
+        }
+        Ok(recorded)
+    }
+
+    async fn lease_consumer(
+        &self,
+        lease: &ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<u64>>, StoreError> {
+        let until = now
+            .checked_add_signed(TimeDelta::from_std(lease.duration).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.write();
+        let consumer = state
+            .consumers
+            .entry(lease.name.clone())
+            .or_insert_with(|| Consumer {
+                position: None,
+                holder: lease.holder.clone(),
+                until,
+            });
+        if consumer.holder != lease.holder && consumer.until > now {
+            return Ok(None);
+        }
+        consumer.holder.clone_from(&lease.holder);
+        consumer.until = until;
+        Ok(Some(consumer.position))
+    }
+
+    async fn save_consumer(
+        &self,
+        lease: &ConsumerLease,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        match state.consumers.get_mut(&lease.name) {
+            Some(consumer) if consumer.holder == lease.holder => {
+                consumer.position = Some(position);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The expiry notice key `record` (expiring at `expires_at`) is due at `now`, if any:
+/// [`Expired`](ChangeKind::Expired) once the expiry passed (unless revoked),
+/// [`ExpiringSoon`](ChangeKind::ExpiringSoon) inside the window (if active and not revoked).
+/// Shared by the stores so that all decide alike.
+#[must_use]
+pub fn notice_due(
+    record: &KeyRecord,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    window: TimeDelta,
+) -> Option<ChangeKind> {
+    if record.is_revoked() {
+        None
+    } else if expires_at <= now {
+        Some(ChangeKind::Expired)
+    } else if record.active
+        && now
+            .checked_add_signed(window)
+            .is_none_or(|edge| expires_at <= edge)
+    {
+        Some(ChangeKind::ExpiringSoon)
+    } else {
+        None
     }
 }
 

@@ -7,12 +7,13 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::change_log::{ChangeBatch, ChangeCursor};
+use crate::change_log::{ChangeBatch, ChangeCursor, ChangeRecord};
 use crate::digest::TokenDigest;
+use crate::event::{EventContext, EventPage, EventQuery};
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, RuleError, SecretRotation};
 use crate::settings::AppSettings;
@@ -283,7 +284,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key.
     ///
     /// Fails with [`StoreErrorKind::Conflict`] if the id or digest already exists.
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert(
+        &self,
+        record: KeyRecord,
+        context: &EventContext,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Finds the key whose current secret has `digest`, or whose previous secret has it and is
     /// still inside its grace period at `now`. One indexed lookup.
@@ -305,6 +310,7 @@ pub trait KeyStore: Send + Sync + 'static {
         id: KeyId,
         update: &KeyUpdate,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
 
     /// Revokes the key (idempotent: a second revoke keeps the first time).
@@ -312,10 +318,15 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         id: KeyId,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
 
     /// Deletes the key permanently.
-    fn delete(&self, id: KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete(
+        &self,
+        id: KeyId,
+        context: &EventContext,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Installs a new secret (see [`KeyRecord::rotate`]).
     fn replace_secret(
@@ -323,6 +334,7 @@ pub trait KeyStore: Send + Sync + 'static {
         id: KeyId,
         rotation: &SecretRotation,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
 
     /// Extends the expiry by the key's lifetime (see [`KeyRecord::refresh`]).
@@ -330,6 +342,7 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         id: KeyId,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
 
     /// Adds each update's count to its key's `usage_count` and keeps the latest
@@ -413,106 +426,81 @@ pub trait KeyStore: Send + Sync + 'static {
     fn settings(&self) -> impl Future<Output = Result<Option<AppSettings>, StoreError>> + Send {
         async { Ok(None) }
     }
+
+    /// The key events of the [change log](Self::changes_since) that pass `query`'s filters,
+    /// newest first, one page at a time; owner changes are not key events and never listed.
+    /// Stores without a change log list none (the default).
+    fn events(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send {
+        let _ = query;
+        async { Ok(EventPage::from_overfetch(Vec::new(), 1)) }
+    }
+
+    /// Records the expiry notices due at `now` and returns them: an
+    /// [`ExpiringSoon`](crate::ChangeKind::ExpiringSoon) event for each live key whose expiry
+    /// is less than `window` away, and an [`Expired`](crate::ChangeKind::Expired) event for
+    /// each key (not revoked) whose expiry has passed, each at most once per key and expiry
+    /// value (a refreshed key gets new notices for its new expiry). Each notice is claimed in
+    /// the store together with its event, so instances sweeping at the same time record it
+    /// once between them: the returned events are those this call recorded. At most
+    /// [`MAX_PAGE_SIZE`] per call. The default records none.
+    fn expiry_notices(
+        &self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        context: &EventContext,
+    ) -> impl Future<Output = Result<Vec<ChangeRecord>, StoreError>> + Send {
+        let _ = (now, window, context);
+        async { Ok(Vec::new()) }
+    }
+
+    /// Takes (or renews) the lease of a reader of the event log that must run on one
+    /// instance at a time and survive restarts, such as a webhook endpoint's delivery:
+    /// `Some(position)` when `lease.holder` now holds it until `now + lease.duration`, with
+    /// the position last [saved](Self::save_consumer) (`None` for a new reader);
+    /// `None` while another holder's lease runs. The default has no durable readers: it
+    /// answers [`StoreErrorKind::Unavailable`].
+    fn lease_consumer(
+        &self,
+        lease: &ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Option<u64>>, StoreError>> + Send {
+        let _ = (lease, now);
+        async {
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "this store keeps no event readers",
+            ))
+        }
+    }
+
+    /// Saves the position of the reader `lease.name` if `lease.holder` still holds its lease;
+    /// `false` when it does not (another instance took over).
+    fn save_consumer(
+        &self,
+        lease: &ConsumerLease,
+        position: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (lease, position);
+        async {
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "this store keeps no event readers",
+            ))
+        }
+    }
 }
 
-impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).insert(record)
-    }
-
-    fn find_by_digest(
-        &self,
-        digest: &TokenDigest,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        (**self).find_by_digest(digest, now)
-    }
-
-    fn get(&self, id: KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        (**self).get(id)
-    }
-
-    fn list(&self, query: &ListQuery) -> impl Future<Output = Result<Page, StoreError>> + Send {
-        (**self).list(query)
-    }
-
-    fn update(
-        &self,
-        id: KeyId,
-        update: &KeyUpdate,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
-        (**self).update(id, update, now)
-    }
-
-    fn revoke(
-        &self,
-        id: KeyId,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
-        (**self).revoke(id, now)
-    }
-
-    fn delete(&self, id: KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).delete(id)
-    }
-
-    fn replace_secret(
-        &self,
-        id: KeyId,
-        rotation: &SecretRotation,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
-        (**self).replace_secret(id, rotation, now)
-    }
-
-    fn refresh(
-        &self,
-        id: KeyId,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
-        (**self).refresh(id, now)
-    }
-
-    fn record_usage(
-        &self,
-        batch: &[UsageUpdate],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).record_usage(batch)
-    }
-
-    fn usage_days(
-        &self,
-        id: KeyId,
-        since: NaiveDate,
-    ) -> impl Future<Output = Result<Vec<DailyUsage>, StoreError>> + Send {
-        (**self).usage_days(id, since)
-    }
-
-    fn changes(&self) -> Option<ChangeStream> {
-        (**self).changes()
-    }
-
-    fn changes_since(
-        &self,
-        after: Option<ChangeCursor>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Option<ChangeBatch>, StoreError>> + Send {
-        (**self).changes_since(after, limit)
-    }
-
-    fn owner_changed(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).owner_changed(owner)
-    }
-
-    fn record_settings(
-        &self,
-        settings: &AppSettings,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).record_settings(settings)
-    }
-
-    fn settings(&self) -> impl Future<Output = Result<Option<AppSettings>, StoreError>> + Send {
-        (**self).settings()
-    }
+/// A durable reader of the event log and the instance leasing it (see
+/// [`KeyStore::lease_consumer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLease {
+    /// The reader, e.g. `webhook:<endpoint>`; at most 255 bytes.
+    pub name: String,
+    /// The instance asking, unique per process.
+    pub holder: String,
+    /// How long a lease lasts unless renewed.
+    pub duration: std::time::Duration,
 }

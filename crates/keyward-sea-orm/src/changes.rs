@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keyward_core::{
-    ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, KeyId, StoreError, StoreErrorKind,
-    effective_change_limit,
+    Actor, ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, EventContext, KeyId, KeyRecord,
+    StoreError, StoreErrorKind, effective_change_limit, event_detail,
 };
 use sea_orm::sea_query::{Alias, Expr, Func, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
@@ -45,7 +45,6 @@ use sea_orm::{
 };
 
 use crate::entity::change::{ActiveModel, Column, Entity};
-use crate::entity::{Column as KeyColumn, Entity as Keys};
 use crate::error::db_error;
 use crate::row::micros;
 
@@ -89,52 +88,74 @@ impl ChangeLog {
     }
 }
 
-/// Appends one change in `txn`; the last statement before the commit.
-pub(crate) async fn append(
-    txn: &DatabaseTransaction,
+/// One row to append: a key event, or an owner change.
+#[derive(Debug)]
+pub(crate) struct EventRow {
     key_id: Option<KeyId>,
-    owner: Option<&str>,
+    owner: Option<String>,
     kind: ChangeKind,
-) -> Result<(), StoreError> {
+    actor: Option<String>,
+    client_ip: Option<String>,
+    detail: Option<String>,
+}
+
+impl EventRow {
+    /// The event of a change of `kind` to `after` (from `before`) by `context`; the kind and
+    /// detail are those [`event_detail`] gives.
+    pub(crate) fn change(
+        kind: ChangeKind,
+        before: Option<&KeyRecord>,
+        after: &KeyRecord,
+        context: &EventContext,
+    ) -> Self {
+        let (kind, detail) = event_detail(kind, before, after, context);
+        Self::key(after, kind, context, &detail)
+    }
+
+    /// An event of `kind` about `record` by `context`, with `detail`.
+    pub(crate) fn key(
+        record: &KeyRecord,
+        kind: ChangeKind,
+        context: &EventContext,
+        detail: &serde_json::Value,
+    ) -> Self {
+        Self {
+            key_id: Some(record.id),
+            owner: record.owner.clone(),
+            kind,
+            actor: Some(context.actor.to_string()),
+            client_ip: context.client_ip.map(|ip| ip.to_string()),
+            detail: (!detail.is_null()).then(|| detail.to_string()),
+        }
+    }
+
+    /// A change to what `owner` holds.
+    pub(crate) fn owner(owner: &str) -> Self {
+        Self {
+            key_id: None,
+            owner: Some(owner.to_owned()),
+            kind: ChangeKind::Owner,
+            actor: None,
+            client_ip: None,
+            detail: None,
+        }
+    }
+}
+
+/// Appends one row in `txn`; the last statement before the commit.
+pub(crate) async fn append(txn: &DatabaseTransaction, row: EventRow) -> Result<(), StoreError> {
     let row = ActiveModel {
         seq: ActiveValue::NotSet,
-        key_id: ActiveValue::Set(key_id.map(|id| *id.as_uuid())),
-        owner: ActiveValue::Set(owner.map(str::to_owned)),
-        kind: ActiveValue::Set(kind.as_str().to_owned()),
+        key_id: ActiveValue::Set(row.key_id.map(|id| *id.as_uuid())),
+        owner: ActiveValue::Set(row.owner),
+        kind: ActiveValue::Set(row.kind.as_str().to_owned()),
         changed_at: ActiveValue::Set(micros(Utc::now())),
+        actor: ActiveValue::Set(row.actor),
+        client_ip: ActiveValue::Set(row.client_ip),
+        detail: ActiveValue::Set(row.detail),
     };
     Entity::insert(row)
         .exec_without_returning(txn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-/// Appends the deletion of key `id` with its owner, read from its row, which must still exist:
-/// `INSERT INTO keyward_changes (…) SELECT id, owner, 'deleted', … FROM keyward_keys WHERE id = …`
-/// (no row appended when the key does not exist).
-pub(crate) async fn append_deleted(txn: &DatabaseTransaction, id: KeyId) -> Result<(), StoreError> {
-    let existing = Query::select()
-        .column(KeyColumn::Id)
-        .column(KeyColumn::Owner)
-        .expr(Expr::val(ChangeKind::Deleted.as_str()))
-        .expr(Expr::val(micros(Utc::now())))
-        .from(Keys)
-        .and_where(Expr::col(KeyColumn::Id).eq(*id.as_uuid()))
-        .to_owned();
-    let insert = Query::insert()
-        .into_table(Entity)
-        .columns([
-            Column::KeyId,
-            Column::Owner,
-            Column::Kind,
-            Column::ChangedAt,
-        ])
-        .select_from(existing)
-        .expect("the select names as many columns as the insert")
-        .to_owned();
-    let backend = txn.get_database_backend();
-    txn.execute(backend.build(&insert))
         .await
         .map_err(db_error)?;
     Ok(())
@@ -155,6 +176,9 @@ pub(crate) fn read_statement(after: &ChangeCursor, limit: usize) -> SelectStatem
             Column::Owner,
             Column::Kind,
             Column::ChangedAt,
+            Column::Actor,
+            Column::ClientIp,
+            Column::Detail,
         ])
         .expr_as(
             SimpleExpr::SubQuery(None, Box::new(oldest.into_sub_query_statement())),
@@ -281,7 +305,8 @@ pub(crate) async fn prune(db: &DatabaseConnection, retention: Duration) -> Resul
     Ok(deleted.rows_affected)
 }
 
-fn decode(row: &QueryResult) -> Result<ChangeRecord, StoreError> {
+/// A row of the log as a [`ChangeRecord`].
+pub(crate) fn decode(row: &QueryResult) -> Result<ChangeRecord, StoreError> {
     let get_err = |column: &str, err: sea_orm::DbErr| {
         StoreError::new(
             StoreErrorKind::Unavailable,
@@ -298,6 +323,13 @@ fn decode(row: &QueryResult) -> Result<ChangeRecord, StoreError> {
     let at: DateTime<Utc> = row
         .try_get("", "changed_at")
         .map_err(|e| get_err("changed_at", e))?;
+    let actor: Option<String> = row.try_get("", "actor").map_err(|e| get_err("actor", e))?;
+    let client_ip: Option<String> = row
+        .try_get("", "client_ip")
+        .map_err(|e| get_err("client_ip", e))?;
+    let detail: Option<String> = row
+        .try_get("", "detail")
+        .map_err(|e| get_err("detail", e))?;
     let seq = u64::try_from(seq).map_err(|e| {
         StoreError::new(
             StoreErrorKind::Unavailable,
@@ -308,10 +340,18 @@ fn decode(row: &QueryResult) -> Result<ChangeRecord, StoreError> {
     // A kind written by a newer version still names the key (or owner) that changed, which
     // is all a cache needs.
     let kind = kind.parse().unwrap_or(ChangeKind::Updated);
-    Ok(match key_id {
+    let mut record = match key_id {
         Some(id) => ChangeRecord::key(seq, KeyId::from_uuid(id), owner, kind, at),
         None => ChangeRecord::owner(seq, owner.unwrap_or_default(), at),
-    })
+    };
+    // Unreadable actors, addresses or details (written by hand, or by a newer version) are
+    // left out rather than failing the read: the log must stay readable for the caches.
+    record.actor = actor.and_then(|actor| actor.parse::<Actor>().ok());
+    record.client_ip = client_ip.and_then(|ip| ip.parse().ok());
+    record.detail = detail
+        .and_then(|detail| serde_json::from_str(&detail).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -338,6 +378,9 @@ mod tests {
                 owner: ActiveValue::Set(Some(format!("user{}", chunk * 1000 + n))),
                 kind: ActiveValue::Set("updated".to_owned()),
                 changed_at: ActiveValue::Set(at),
+                actor: ActiveValue::Set(None),
+                client_ip: ActiveValue::Set(None),
+                detail: ActiveValue::Set(None),
             });
             Entity::insert_many(rows)
                 .exec_without_returning(db)

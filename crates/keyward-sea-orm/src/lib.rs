@@ -66,6 +66,7 @@
 mod changes;
 pub mod entity;
 mod error;
+mod events;
 #[cfg(feature = "postgres")]
 mod feed;
 pub mod migration;

@@ -1,5 +1,5 @@
 //! Schema migrations: keyward's tables (`keyward_keys`, `keyward_key_usage`,
-//! `keyward_settings`, `keyward_changes`), with their history either apart from the
+//! `keyward_settings`, `keyward_changes`, `keyward_notices`, `keyward_consumers`), with their history either apart from the
 //! application's or in it.
 //!
 //! # Kept apart (the default)
@@ -83,6 +83,7 @@ use sea_orm_migration::sea_orm::DynIden;
 use crate::entity::Column;
 
 mod changes;
+mod events;
 mod settings;
 mod usage_days;
 
@@ -132,6 +133,8 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(usage_days::CreateKeyUsage),
         Box::new(settings::CreateSettings),
         Box::new(changes::CreateChanges),
+        Box::new(events::AddEventColumns),
+        Box::new(events::CreateNoticesAndConsumers),
     ]
 }
 

@@ -1,10 +1,11 @@
 //! [`SeaOrmStore`]: the [`KeyStore`] on a SeaORM connection.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use keyward_core::{
-    AppSettings, ChangeBatch, ChangeCursor, ChangeKind, ChangeStream, DailyUsage, KeyId, KeyRecord,
-    KeyStore, KeyUpdate, ListQuery, Page, RuleError, SecretRotation, StoreError, TokenDigest,
-    UsageUpdate,
+    AppSettings, ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, ChangeStream, ConsumerLease,
+    DailyUsage, EventContext, EventPage, EventQuery, KeyId, KeyRecord, KeyStore, KeyUpdate,
+    ListQuery, Page, RuleError, SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    notice_detail,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -16,6 +17,7 @@ use sea_orm::{
 use crate::CHANGE_CHANNEL;
 #[cfg(feature = "postgres")]
 use crate::OWNER_PREFIX;
+use crate::changes::EventRow;
 use crate::entity::{ActiveModel, Column, Entity, Model};
 use crate::error::db_error;
 use crate::row::{from_model, to_model};
@@ -54,7 +56,7 @@ use crate::row::{from_model, to_model};
 ///
 /// ```
 /// use chrono::Utc;
-/// use keyward_core::{KeyStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
+/// use keyward_core::{EventContext, KeyStore, NewKey, ScopeCatalog, TokenFormat, TokenHasher};
 /// use keyward_sea_orm::SeaOrmStore;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
@@ -66,7 +68,7 @@ use crate::row::{from_model, to_model};
 /// let issued = NewKey::personal("Backup Script", "alice")
 ///     .scopes(["books:read"])
 ///     .issue(&catalog, &TokenFormat::new("books")?, &hasher, Utc::now())?;
-/// store.insert(issued.record.clone()).await?;
+/// store.insert(issued.record.clone(), &EventContext::system()).await?;
 ///
 /// let found = store.find_by_digest(&hasher.digest(&issued.token), Utc::now()).await?;
 /// assert_eq!(found.map(|key| key.id), Some(issued.record.id));
@@ -277,25 +279,52 @@ impl SeaOrmStore {
         &self,
         id: KeyId,
         kind: ChangeKind,
+        context: &EventContext,
         change: impl FnOnce(&mut KeyRecord) -> Result<(), RuleError> + Send,
     ) -> Result<KeyRecord, StoreError> {
         let txn = self.begin().await?;
         let before = lock_row(&txn, id)
             .await?
             .ok_or_else(|| StoreError::not_found(id))?;
-        let mut record = from_model(before.clone())?;
+        let old = from_model(before.clone())?;
+        let mut record = old.clone();
         change(&mut record)?;
         let after = to_model(&record)?;
         let changed = write_changes(&txn, &before, &after).await?;
         if changed {
             notify(&txn, id).await?;
-            crate::changes::append(&txn, Some(id), record.owner.as_deref(), kind).await?;
+            let event = EventRow::change(kind, Some(&old), &record, context);
+            crate::changes::append(&txn, event).await?;
         }
         txn.commit().await.map_err(db_error)?;
         if changed {
             self.announce(id);
         }
         from_model(after)
+    }
+
+    /// Claims the expiry notice of `kind` for `record`'s current expiry and records its
+    /// event, in one transaction; `None` when another sweep claimed it first.
+    async fn claim_notice(
+        &self,
+        record: &KeyRecord,
+        kind: ChangeKind,
+        context: &EventContext,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
+        let Some(expires_at) = record.expires_at else {
+            return Ok(None);
+        };
+        let txn = self.begin().await?;
+        if !crate::events::claim_notice(&txn, record.id, kind, expires_at).await? {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        let detail = notice_detail(record);
+        crate::changes::append(&txn, EventRow::key(record, kind, context, &detail)).await?;
+        txn.commit().await.map_err(db_error)?;
+        let event = ChangeRecord::key(0, record.id, record.owner.clone(), kind, Utc::now())
+            .by(context, detail);
+        Ok(Some(event))
     }
 
     #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_self))]
@@ -380,20 +409,15 @@ async fn notify(txn: &DatabaseTransaction, id: KeyId) -> Result<(), StoreError> 
 }
 
 impl KeyStore for SeaOrmStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: KeyRecord, context: &EventContext) -> Result<(), StoreError> {
         let model = to_model(&record)?;
         let txn = self.begin().await?;
         Entity::insert(ActiveModel::from(model).reset_all())
             .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;
-        crate::changes::append(
-            &txn,
-            Some(record.id),
-            record.owner.as_deref(),
-            ChangeKind::Created,
-        )
-        .await?;
+        let event = EventRow::change(ChangeKind::Created, None, &record, context);
+        crate::changes::append(&txn, event).await?;
         txn.commit().await.map_err(db_error)
     }
 
@@ -461,30 +485,41 @@ impl KeyStore for SeaOrmStore {
         id: KeyId,
         update: &KeyUpdate,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Updated, |record| record.apply(update, now))
-            .await
+        self.modify(id, ChangeKind::Updated, context, |record| {
+            record.apply(update, now)
+        })
+        .await
     }
 
-    async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Revoked, |record| {
+    async fn revoke(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        context: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, ChangeKind::Revoked, context, |record| {
             record.revoke(now);
             Ok(())
         })
         .await
     }
 
-    async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
+    async fn delete(&self, id: KeyId, context: &EventContext) -> Result<(), StoreError> {
         let txn = self.begin().await?;
+        let row = lock_row(&txn, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(id))?;
+        let record = from_model(row)?;
         crate::usage::delete(&txn, id).await?;
-        crate::changes::append_deleted(&txn, id).await?;
-        let deleted = Entity::delete_by_id(*id.as_uuid())
+        crate::events::delete_notices(&txn, id).await?;
+        Entity::delete_by_id(*id.as_uuid())
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        if deleted.rows_affected == 0 {
-            return Err(StoreError::not_found(id));
-        }
+        let event = EventRow::change(ChangeKind::Deleted, None, &record, context);
+        crate::changes::append(&txn, event).await?;
         notify(&txn, id).await?;
         txn.commit().await.map_err(db_error)?;
         self.announce(id);
@@ -496,16 +531,24 @@ impl KeyStore for SeaOrmStore {
         id: KeyId,
         rotation: &SecretRotation,
         now: DateTime<Utc>,
+        context: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Regenerated, |record| {
+        self.modify(id, ChangeKind::Regenerated, context, |record| {
             record.rotate(rotation, now)
         })
         .await
     }
 
-    async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
-        self.modify(id, ChangeKind::Refreshed, |record| record.refresh(now))
-            .await
+    async fn refresh(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        context: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
+        self.modify(id, ChangeKind::Refreshed, context, |record| {
+            record.refresh(now)
+        })
+        .await
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
@@ -541,7 +584,7 @@ impl KeyStore for SeaOrmStore {
 
     async fn owner_changed(&self, owner: &str) -> Result<(), StoreError> {
         let txn = self.begin().await?;
-        crate::changes::append(&txn, None, Some(owner), ChangeKind::Owner).await?;
+        crate::changes::append(&txn, EventRow::owner(owner)).await?;
         #[cfg(feature = "postgres")]
         if self.feed.is_some() {
             txn.execute(Statement::from_sql_and_values(
@@ -569,5 +612,43 @@ impl KeyStore for SeaOrmStore {
 
     async fn settings(&self) -> Result<Option<AppSettings>, StoreError> {
         crate::settings::read(&self.db).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        crate::events::list(&self.db, query).await
+    }
+
+    async fn expiry_notices(
+        &self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        context: &EventContext,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut recorded = Vec::new();
+        for (record, kind) in crate::events::notices_due(&self.db, now, window).await? {
+            if let Some(event) = self.claim_notice(&record, kind, context).await? {
+                recorded.push(event);
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn lease_consumer(
+        &self,
+        lease: &ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<u64>>, StoreError> {
+        let txn = self.begin().await?;
+        let leased = crate::events::lease(&txn, lease, now).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(leased)
+    }
+
+    async fn save_consumer(
+        &self,
+        lease: &ConsumerLease,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        crate::events::save(&self.db, lease, position).await
     }
 }

@@ -72,7 +72,10 @@ fn settings(prefix: &str, description: &str) -> AppSettings {
 async fn assert_schema_works(db: &DatabaseConnection, owner: &str) {
     let store = SeaOrmStore::new(db.clone());
     let (record, _) = personal_key(owner, 0);
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
     let recorded = settings("books", "See the book catalog");
     store.record_settings(&recorded).await.expect("record");

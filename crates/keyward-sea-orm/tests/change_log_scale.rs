@@ -58,7 +58,10 @@ async fn one_read_with_a_million_keys_and_changes() {
         .cursor;
     for n in 0..3 {
         let (record, _) = personal_key("alice", n);
-        store.insert(record).await.expect("insert");
+        store
+            .insert(record, &keyward_core::EventContext::system())
+            .await
+            .expect("insert");
     }
     let mut times = Vec::new();
     let mut cursor = head;

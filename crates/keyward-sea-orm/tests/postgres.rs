@@ -62,8 +62,14 @@ async fn a_second_instance_sees_a_revoke_within_a_second() {
     listening(&mut feed).await;
 
     let (record, _) = personal_key("alice", 0);
-    first.insert(record.clone()).await.expect("insert");
-    first.revoke(record.id, t0()).await.expect("revoke");
+    first
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
+    first
+        .revoke(record.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect("revoke");
     let deadline = Instant::now() + Duration::from_secs(1);
     wait_for(&mut feed, deadline, "the revoke", changed(record.id)).await;
     drop(feed);
@@ -99,8 +105,14 @@ async fn the_feed_survives_a_dropped_listen_connection() {
     // After a drop the feed says it may have missed changes, once it listens again.
     listening(&mut feed).await;
     let (record, _) = personal_key("alice", 0);
-    first.insert(record.clone()).await.expect("insert");
-    first.revoke(record.id, t0()).await.expect("revoke");
+    first
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
+    first
+        .revoke(record.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect("revoke");
     let deadline = Instant::now() + Duration::from_secs(5);
     wait_for(&mut feed, deadline, "the revoke", changed(record.id)).await;
     drop(feed);
@@ -141,7 +153,10 @@ async fn every_change_is_notified_to_other_instances() {
         t0(),
     );
     let (record, _) = personal_key("alice", 0);
-    first.insert(record.clone()).await.expect("insert");
+    first
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     let id = record.id;
     // A change that changes nothing is not announced, so every step happens a day later.
     let day = |n| t0() + chrono::TimeDelta::days(n);
@@ -154,17 +169,40 @@ async fn every_change_is_notified_to_other_instances() {
         "delete",
     ] {
         match step {
-            "disable" => drop(first.update(id, &disable, day(1)).await.expect(step)),
-            "enable" => drop(first.update(id, &enable, day(2)).await.expect(step)),
-            "refresh" => drop(first.refresh(id, day(3)).await.expect(step)),
-            "regenerate" => drop(
+            "disable" => drop(
                 first
-                    .replace_secret(id, &rotation, day(4))
+                    .update(id, &disable, day(1), &keyward_core::EventContext::system())
                     .await
                     .expect(step),
             ),
-            "revoke" => drop(first.revoke(id, day(5)).await.expect(step)),
-            _ => first.delete(id).await.expect(step),
+            "enable" => drop(
+                first
+                    .update(id, &enable, day(2), &keyward_core::EventContext::system())
+                    .await
+                    .expect(step),
+            ),
+            "refresh" => drop(
+                first
+                    .refresh(id, day(3), &keyward_core::EventContext::system())
+                    .await
+                    .expect(step),
+            ),
+            "regenerate" => drop(
+                first
+                    .replace_secret(id, &rotation, day(4), &keyward_core::EventContext::system())
+                    .await
+                    .expect(step),
+            ),
+            "revoke" => drop(
+                first
+                    .revoke(id, day(5), &keyward_core::EventContext::system())
+                    .await
+                    .expect(step),
+            ),
+            _ => first
+                .delete(id, &keyward_core::EventContext::system())
+                .await
+                .expect(step),
         }
         wait_for(
             &mut feed,
@@ -189,8 +227,14 @@ async fn a_rolled_back_change_is_not_notified() {
     listening(&mut feed).await;
 
     let (record, _) = personal_key("alice", 0);
-    first.insert(record.clone()).await.expect("insert");
-    first.revoke(record.id, t0()).await.expect("revoke");
+    first
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
+    first
+        .revoke(record.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect("revoke");
     wait_for(
         &mut feed,
         Instant::now() + Duration::from_secs(1),
@@ -199,10 +243,19 @@ async fn a_rolled_back_change_is_not_notified() {
     )
     .await;
     // Refreshing a revoked key fails inside its transaction: nothing may be announced.
-    first.refresh(record.id, t0()).await.expect_err("revoked");
+    first
+        .refresh(record.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect_err("revoked");
     let (marker, _) = personal_key("bob", 1);
-    first.insert(marker.clone()).await.expect("insert");
-    first.revoke(marker.id, t0()).await.expect("revoke");
+    first
+        .insert(marker.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
+    first
+        .revoke(marker.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect("revoke");
     // Notifications arrive in commit order.
     use futures_util::StreamExt;
     let outcome = tokio::time::timeout(Duration::from_secs(1), async {

@@ -81,6 +81,11 @@ async fn missing_table_is_unavailable() {
 }
 
 #[tokio::test]
+async fn event_failure_leaves_no_change() {
+    common::event_failure_leaves_no_change(file_store().await.expect("store")).await;
+}
+
+#[tokio::test]
 async fn unreachable_file_is_unavailable() {
     let dir = TempDir::new();
     let missing = dir.path().join("no-such-dir").join("keys.db");

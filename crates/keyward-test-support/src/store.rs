@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
-use keyward::core::{ChangeBatch, ChangeCursor, ChangeStream};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use keyward::core::{ChangeBatch, ChangeCursor, ChangeRecord, ChangeStream, ConsumerLease};
 use keyward::core::{DailyUsage, KeyUpdate, SecretRotation, TokenDigest, UsageUpdate};
+use keyward::{EventContext, EventPage, EventQuery};
 use keyward::{KeyId, KeyRecord, KeyStore, ListQuery, MemoryStore, Page, StoreError};
 
 /// Wraps a store (a [`MemoryStore`] unless told otherwise), counting every call in
@@ -197,10 +198,10 @@ impl<S> CountingStore<S> {
 }
 
 impl<S: KeyStore> KeyStore for CountingStore<S> {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: KeyRecord, by: &EventContext) -> Result<(), StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.insert(record).await
+        self.inner.insert(record, by).await
     }
 
     async fn find_by_digest(
@@ -241,22 +242,28 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
         id: KeyId,
         update: &KeyUpdate,
         now: DateTime<Utc>,
+        by: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.update(id, update, now).await
+        self.inner.update(id, update, now, by).await
     }
 
-    async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+    async fn revoke(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.revoke(id, now).await
+        self.inner.revoke(id, now, by).await
     }
 
-    async fn delete(&self, id: KeyId) -> Result<(), StoreError> {
+    async fn delete(&self, id: KeyId, by: &EventContext) -> Result<(), StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.delete(id).await
+        self.inner.delete(id, by).await
     }
 
     async fn replace_secret(
@@ -264,16 +271,22 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
         id: KeyId,
         rotation: &SecretRotation,
         now: DateTime<Utc>,
+        by: &EventContext,
     ) -> Result<KeyRecord, StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.replace_secret(id, rotation, now).await
+        self.inner.replace_secret(id, rotation, now, by).await
     }
 
-    async fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+    async fn refresh(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &EventContext,
+    ) -> Result<KeyRecord, StoreError> {
         Counts::count(&self.counts.writes);
         self.check()?;
-        self.inner.refresh(id, now).await
+        self.inner.refresh(id, now, by).await
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<(), StoreError> {
@@ -310,6 +323,41 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
         Counts::count(&self.counts.owner_changes);
         self.check()?;
         self.inner.owner_changed(owner).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        Counts::count(&self.counts.reads);
+        self.check()?;
+        self.inner.events(query).await
+    }
+
+    async fn expiry_notices(
+        &self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        by: &EventContext,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        Counts::count(&self.counts.writes);
+        self.check()?;
+        self.inner.expiry_notices(now, window, by).await
+    }
+
+    async fn lease_consumer(
+        &self,
+        lease: &ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<u64>>, StoreError> {
+        self.check()?;
+        self.inner.lease_consumer(lease, now).await
+    }
+
+    async fn save_consumer(
+        &self,
+        lease: &ConsumerLease,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.save_consumer(lease, position).await
     }
 }
 

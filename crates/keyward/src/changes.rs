@@ -217,9 +217,11 @@ impl Reader {
         }
         for change in batch.changes {
             match (change.kind, change.key_id, change.owner) {
-                // A new key is in no cache, and its digest in no negative cache; a row
+                // A new key is in no cache, and its digest in no negative cache; a notice
+                // (expiring soon, expired, rate limited) changes nothing stored; a row
                 // without key or owner names nothing to drop.
                 (ChangeKind::Created, _, _) | (_, None, None) => {}
+                (kind, _, _) if !kind.invalidates() => {}
                 (_, Some(id), _) => {
                     tracing::trace!(key_id = %id, seq = change.seq, "keyward change log: key changed");
                     cache.invalidate_key(id);

@@ -100,6 +100,7 @@
 //! whole cache. PostgreSQL's `LISTEN/NOTIFY` feed (and a shared [`ChangeFeed`]) only make it
 //! immediate.
 
+mod acting;
 mod budget;
 mod cache;
 mod callers;
@@ -128,6 +129,7 @@ mod store;
 mod usage;
 mod verify;
 
+pub use acting::Acting;
 pub use budget::{FailureBudget, LocalFailureBudget};
 pub use cache::CacheConfig;
 pub use callers::{CallerError, Callers, User};
@@ -155,8 +157,9 @@ pub use source::CredentialSource;
 /// The core crate: token format, scopes, key records, policy and the store trait.
 pub use keyward_core as core;
 pub use keyward_core::{
-    AppSettings, Clock, DailyUsage, Expiry, GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId,
-    KeyKind, KeyRecord, KeyStore, KeyView, ListCursor, ListQuery, ManualClock, MemoryStore, NewKey,
-    Page, Scope, ScopeCatalog, ScopeSet, StoreError, StoreErrorKind, SystemClock, Token,
-    TokenFormat, TypedScope, ValidationError, scopes,
+    Actor, AppSettings, ChangeKind, ChangeRecord, Clock, DailyUsage, EventContext, EventPage,
+    EventQuery, Expiry, GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId, KeyKind, KeyRecord,
+    KeyStore, KeyView, Leak, ListCursor, ListQuery, ManualClock, MemoryStore, NewKey, Page, Scope,
+    ScopeCatalog, ScopeSet, StoreError, StoreErrorKind, SystemClock, Token, TokenFormat,
+    TypedScope, ValidationError, scopes,
 };

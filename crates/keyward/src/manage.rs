@@ -4,10 +4,11 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
 use keyward_core::{
-    GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId, KeyRecord, ListQuery, NewKey, Page,
-    ScopeSet, SecretRotation, StoreError, StoreErrorKind, ValidationError,
+    EventContext, EventPage, EventQuery, GracePeriod, IssuedKey, KeyChange, KeyChanges, KeyId,
+    KeyRecord, ListQuery, NewKey, Page, ScopeSet, StoreError, StoreErrorKind, ValidationError,
 };
 
+use crate::acting::Acting;
 use crate::callers::CallerError;
 use crate::handle::Keyward;
 use crate::problem::Problem;
@@ -125,7 +126,7 @@ impl IntoResponse for ManageError {
 impl Keyward {
     /// Drops key `id` from this instance's cache and tells the others through the shared
     /// change feed, if there is one.
-    fn invalidate(&self, id: KeyId) {
+    pub(crate) fn invalidate(&self, id: KeyId) {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate_key(id);
         }
@@ -212,8 +213,18 @@ impl Keyward {
         }
     }
 
+    /// Management calls made by `by` (a user, a key, the command line): each change is
+    /// recorded in the event log with its actor and client address. The calls directly on
+    /// the handle ([`create`](Self::create), [`revoke`](Self::revoke), …) are recorded as
+    /// made by the application itself ([`Actor::System`](keyward_core::Actor::System)).
+    #[must_use]
+    pub fn acting(&self, by: impl Into<EventContext>) -> Acting<'_> {
+        Acting::new(self, by.into())
+    }
+
     /// Validates `new` against the catalog, generates its token and stores the key. The
-    /// token is in the result and nowhere else: show it once.
+    /// token is in the result and nowhere else: show it once. Recorded as made by the
+    /// application; see [`acting`](Self::acting) to name who acts.
     ///
     /// Whether the caller may create this key (its own scopes, admin-only service keys) is
     /// the caller's decision; the admin router makes it, on the record [`issue`](Self::issue)
@@ -223,8 +234,7 @@ impl Keyward {
     ///
     /// [`ManageError::Validation`] naming the fields, or the store's error.
     pub async fn create(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
-        let issued = self.issue(new)?;
-        self.insert(issued).await
+        self.acting(EventContext::system()).create(new).await
     }
 
     /// Validates `new` against the catalog and generates its record and token, without
@@ -244,23 +254,13 @@ impl Keyward {
         Ok(issued)
     }
 
-    /// Stores a key made by [`issue`](Self::issue).
+    /// Stores a key made by [`issue`](Self::issue) ([`Acting::insert`] as the application).
     ///
     /// # Errors
     ///
     /// The store's error.
     pub async fn insert(&self, issued: IssuedKey) -> Result<IssuedKey, ManageError> {
-        let inner = &self.inner;
-        inner
-            .store
-            .insert(issued.record.clone())
-            .await
-            .map_err(|e| ManageError::from_store(e, None))?;
-        if let Some(cache) = &inner.cache {
-            cache.forget_unknown(&issued.record.digest);
-        }
-        tracing::info!(key_id = %issued.record.id, kind = %issued.record.kind, "api key created");
-        Ok(issued)
+        self.acting(EventContext::system()).insert(issued).await
     }
 
     /// The key with `id`, revoked or not.
@@ -290,89 +290,72 @@ impl Keyward {
             .map_err(|e| ManageError::from_store(e, None))
     }
 
-    /// Applies `changes` (validated against the catalog) and drops the key from the cache.
+    /// A page of key events, newest first (see [`EventQuery`]): who changed which key, when
+    /// and from where.
     ///
     /// # Errors
     ///
-    /// [`ManageError::Validation`], [`ManageError::NotFound`], [`ManageError::Conflict`] for a
-    /// revoked key, or the store's error.
-    pub async fn update(&self, id: KeyId, changes: KeyChanges) -> Result<KeyRecord, ManageError> {
-        let update = changes.validate(&self.inner.catalog)?;
-        let result = self
-            .inner
+    /// The store's error.
+    pub async fn events(&self, query: &EventQuery) -> Result<EventPage, ManageError> {
+        self.inner
             .store
-            .update(id, &update, self.inner.clock.now())
-            .await;
-        self.invalidate(id);
-        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
-        tracing::info!(key_id = %id, "api key updated");
-        Ok(record)
+            .events(query)
+            .await
+            .map_err(|e| ManageError::from_store(e, None))
     }
 
-    /// Revokes the key; the next request with it fails, on this instance at once, on others
-    /// within the change-log poll interval (500 ms by default) or at once through a push feed.
+    /// [`Acting::update`] as the application.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], or the store's error.
+    /// As [`Acting::update`].
+    pub async fn update(&self, id: KeyId, changes: KeyChanges) -> Result<KeyRecord, ManageError> {
+        self.acting(EventContext::system())
+            .update(id, changes)
+            .await
+    }
+
+    /// [`Acting::revoke`] as the application: the next request with the key fails, on this
+    /// instance at once, on others within the change-log poll interval.
+    ///
+    /// # Errors
+    ///
+    /// As [`Acting::revoke`].
     pub async fn revoke(&self, id: KeyId) -> Result<KeyRecord, ManageError> {
-        let result = self.inner.store.revoke(id, self.inner.clock.now()).await;
-        self.invalidate(id);
-        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
-        tracing::info!(key_id = %id, "api key revoked");
-        Ok(record)
+        self.acting(EventContext::system()).revoke(id).await
     }
 
-    /// Deletes the key permanently.
+    /// [`Acting::delete`] as the application.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], or the store's error.
+    /// As [`Acting::delete`].
     pub async fn delete(&self, id: KeyId) -> Result<(), ManageError> {
-        let result = self.inner.store.delete(id).await;
-        self.invalidate(id);
-        result.map_err(|e| ManageError::from_store(e, Some(id)))?;
-        tracing::info!(key_id = %id, "api key deleted");
-        Ok(())
+        self.acting(EventContext::system()).delete(id).await
     }
 
-    /// Gives the key a new secret (same id, name, scopes, owner, IPs, lifetime). The old
-    /// token stops at once, or at the end of `grace`.
+    /// [`Acting::regenerate`] as the application.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], [`ManageError::Conflict`] for a revoked key, or the store's
-    /// error.
+    /// As [`Acting::regenerate`].
     pub async fn regenerate(
         &self,
         id: KeyId,
         grace: Option<GracePeriod>,
     ) -> Result<IssuedKey, ManageError> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let (rotation, token) = SecretRotation::generate(&inner.format, &inner.hasher, grace, now);
-        let result = inner.store.replace_secret(id, &rotation, now).await;
-        self.invalidate(id);
-        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
-        if let Some(cache) = &inner.cache {
-            cache.forget_unknown(&record.digest);
-        }
-        tracing::info!(key_id = %id, grace_seconds = grace.map_or(0, GracePeriod::as_secs), "api key regenerated");
-        Ok(IssuedKey { record, token })
+        self.acting(EventContext::system())
+            .regenerate(id, grace)
+            .await
     }
 
-    /// Extends the key's expiry to now + its lifetime.
+    /// [`Acting::refresh`] as the application.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], [`ManageError::Conflict`] for a revoked, disabled or
-    /// never-expiring key, or the store's error.
+    /// As [`Acting::refresh`].
     pub async fn refresh(&self, id: KeyId) -> Result<KeyRecord, ManageError> {
-        let result = self.inner.store.refresh(id, self.inner.clock.now()).await;
-        self.invalidate(id);
-        let record = result.map_err(|e| ManageError::from_store(e, Some(id)))?;
-        tracing::info!(key_id = %id, "api key refreshed");
-        Ok(record)
+        self.acting(EventContext::system()).refresh(id).await
     }
 
     /// The scopes the key may use now: its scopes with their implications, bounded by the

@@ -85,6 +85,22 @@ impl Principal {
         self.as_key().map(keyward_core::Principal::key_id)
     }
 
+    /// Who acts, for the event log: the key (by id), or the signed-in person (by user id).
+    ///
+    /// ```
+    /// use keyward::{Actor, Principal, ScopeSet, User};
+    ///
+    /// let principal = Principal::session(User::new("alice", "Alice", ScopeSet::new()));
+    /// assert_eq!(principal.actor(), Actor::user("alice"));
+    /// ```
+    #[must_use]
+    pub fn actor(&self) -> keyward_core::Actor {
+        match &self.0 {
+            Repr::Key(key) => keyward_core::Actor::Key(key.key_id()),
+            Repr::Session(user) => keyward_core::Actor::User(user.id.clone()),
+        }
+    }
+
     /// Whether a signed-in session (not a key) authenticated the request.
     #[must_use]
     pub fn is_session(&self) -> bool {

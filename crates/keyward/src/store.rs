@@ -5,18 +5,18 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use keyward_core::DailyUsage;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use keyward_core::{
-    AppSettings, ChangeBatch, ChangeCursor, ChangeStream, KeyId, KeyRecord, KeyStore, KeyUpdate,
-    ListQuery, Page, SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeBatch, ChangeCursor, ChangeRecord, ChangeStream, ConsumerLease, DailyUsage,
+    EventContext, EventPage, EventQuery, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
+    SecretRotation, StoreError, TokenDigest, UsageUpdate,
 };
 
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn insert(&self, record: KeyRecord) -> StoreFuture<'_, ()>;
+    fn insert<'a>(&'a self, record: KeyRecord, by: &'a EventContext) -> StoreFuture<'a, ()>;
     fn find_by_digest<'a>(
         &'a self,
         digest: &'a TokenDigest,
@@ -29,16 +29,28 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         id: KeyId,
         update: &'a KeyUpdate,
         now: DateTime<Utc>,
+        by: &'a EventContext,
     ) -> StoreFuture<'a, KeyRecord>;
-    fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord>;
-    fn delete(&self, id: KeyId) -> StoreFuture<'_, ()>;
+    fn revoke<'a>(
+        &'a self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, KeyRecord>;
+    fn delete<'a>(&'a self, id: KeyId, by: &'a EventContext) -> StoreFuture<'a, ()>;
     fn replace_secret<'a>(
         &'a self,
         id: KeyId,
         rotation: &'a SecretRotation,
         now: DateTime<Utc>,
+        by: &'a EventContext,
     ) -> StoreFuture<'a, KeyRecord>;
-    fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord>;
+    fn refresh<'a>(
+        &'a self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, KeyRecord>;
     fn record_usage<'a>(&'a self, batch: &'a [UsageUpdate]) -> StoreFuture<'a, ()>;
     fn usage_days(&self, id: KeyId, since: NaiveDate) -> StoreFuture<'_, Vec<DailyUsage>>;
     fn changes(&self) -> Option<ChangeStream>;
@@ -49,11 +61,28 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<ChangeBatch>>;
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
     fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()>;
+    fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, EventPage>;
+    fn expiry_notices<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, Vec<ChangeRecord>>;
+    fn lease_consumer<'a>(
+        &'a self,
+        lease: &'a ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<Option<u64>>>;
+    fn save_consumer<'a>(
+        &'a self,
+        lease: &'a ConsumerLease,
+        position: u64,
+    ) -> StoreFuture<'a, bool>;
 }
 
 impl<S: KeyStore> DynStore for S {
-    fn insert(&self, record: KeyRecord) -> StoreFuture<'_, ()> {
-        Box::pin(KeyStore::insert(self, record))
+    fn insert<'a>(&'a self, record: KeyRecord, by: &'a EventContext) -> StoreFuture<'a, ()> {
+        Box::pin(KeyStore::insert(self, record, by))
     }
 
     fn find_by_digest<'a>(
@@ -77,16 +106,22 @@ impl<S: KeyStore> DynStore for S {
         id: KeyId,
         update: &'a KeyUpdate,
         now: DateTime<Utc>,
+        by: &'a EventContext,
     ) -> StoreFuture<'a, KeyRecord> {
-        Box::pin(KeyStore::update(self, id, update, now))
+        Box::pin(KeyStore::update(self, id, update, now, by))
     }
 
-    fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord> {
-        Box::pin(KeyStore::revoke(self, id, now))
+    fn revoke<'a>(
+        &'a self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, KeyRecord> {
+        Box::pin(KeyStore::revoke(self, id, now, by))
     }
 
-    fn delete(&self, id: KeyId) -> StoreFuture<'_, ()> {
-        Box::pin(KeyStore::delete(self, id))
+    fn delete<'a>(&'a self, id: KeyId, by: &'a EventContext) -> StoreFuture<'a, ()> {
+        Box::pin(KeyStore::delete(self, id, by))
     }
 
     fn replace_secret<'a>(
@@ -94,12 +129,18 @@ impl<S: KeyStore> DynStore for S {
         id: KeyId,
         rotation: &'a SecretRotation,
         now: DateTime<Utc>,
+        by: &'a EventContext,
     ) -> StoreFuture<'a, KeyRecord> {
-        Box::pin(KeyStore::replace_secret(self, id, rotation, now))
+        Box::pin(KeyStore::replace_secret(self, id, rotation, now, by))
     }
 
-    fn refresh(&self, id: KeyId, now: DateTime<Utc>) -> StoreFuture<'_, KeyRecord> {
-        Box::pin(KeyStore::refresh(self, id, now))
+    fn refresh<'a>(
+        &'a self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, KeyRecord> {
+        Box::pin(KeyStore::refresh(self, id, now, by))
     }
 
     fn record_usage<'a>(&'a self, batch: &'a [UsageUpdate]) -> StoreFuture<'a, ()> {
@@ -128,5 +169,34 @@ impl<S: KeyStore> DynStore for S {
 
     fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()> {
         Box::pin(KeyStore::record_settings(self, settings))
+    }
+
+    fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, EventPage> {
+        Box::pin(KeyStore::events(self, query))
+    }
+
+    fn expiry_notices<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, Vec<ChangeRecord>> {
+        Box::pin(KeyStore::expiry_notices(self, now, window, by))
+    }
+
+    fn lease_consumer<'a>(
+        &'a self,
+        lease: &'a ConsumerLease,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<Option<u64>>> {
+        Box::pin(KeyStore::lease_consumer(self, lease, now))
+    }
+
+    fn save_consumer<'a>(
+        &'a self,
+        lease: &'a ConsumerLease,
+        position: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(KeyStore::save_consumer(self, lease, position))
     }
 }

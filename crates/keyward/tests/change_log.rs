@@ -105,7 +105,7 @@ async fn revokes_reach_the_other_instance(db: TestDatabase) {
     );
 
     let revoked_at = Instant::now();
-    cli.revoke(second, Utc::now())
+    cli.revoke(second, Utc::now(), &keyward_core::EventContext::system())
         .await
         .expect("revoke in the store");
     let took = refused_within(&a, &second_token, revoked_at).await;

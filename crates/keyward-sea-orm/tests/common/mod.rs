@@ -52,6 +52,7 @@ macro_rules! server_tests {
             microseconds_round_trip,
             corrupt_rows_are_errors,
             missing_table_is_unavailable,
+            event_failure_leaves_no_change,
         );
     };
     (@checks $create:path; $($check:ident),+ $(,)?) => {
@@ -183,7 +184,7 @@ pub(crate) async fn migrations_leave_host_history_alone(db: &DatabaseConnection)
     let store = SeaOrmStore::new(db.clone());
     let (record, _) = personal_key("alice", 0);
     store
-        .insert(record.clone())
+        .insert(record.clone(), &keyward_core::EventContext::system())
         .await
         .expect("the table exists");
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
@@ -192,7 +193,10 @@ pub(crate) async fn migrations_leave_host_history_alone(db: &DatabaseConnection)
 /// Updates and usage flushes racing on one key lose neither the counts nor the update.
 pub(crate) async fn usage_survives_concurrent_changes(store: SeaOrmStore) {
     let (record, _) = personal_key("alice", 0);
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     let store = Arc::new(store);
     let catalog = ScopeCatalog::builder()
         .scope("books:read", "Read books")
@@ -209,7 +213,12 @@ pub(crate) async fn usage_survives_concurrent_changes(store: SeaOrmStore) {
                 .validate(&catalog)
                 .expect("valid");
                 store
-                    .update(record.id, &change, t0() + TimeDelta::seconds(i))
+                    .update(
+                        record.id,
+                        &change,
+                        t0() + TimeDelta::seconds(i),
+                        &keyward_core::EventContext::system(),
+                    )
                     .await
                     .expect("update");
             }
@@ -241,8 +250,14 @@ pub(crate) async fn usage_survives_concurrent_changes(store: SeaOrmStore) {
 pub(crate) async fn batch_with_repeated_key(store: SeaOrmStore) {
     let (a, _) = personal_key("alice", 0);
     let (b, _) = personal_key("bob", 1);
-    store.insert(a.clone()).await.expect("insert");
-    store.insert(b.clone()).await.expect("insert");
+    store
+        .insert(a.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
+    store
+        .insert(b.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     let at = |s| t0() + TimeDelta::seconds(s);
     let ip = |s: &str| Some(s.parse().expect("ip"));
     store
@@ -280,7 +295,10 @@ pub(crate) async fn batch_with_repeated_key(store: SeaOrmStore) {
 /// A row the store cannot read back is an error for every reader, not a panic or a "no".
 pub(crate) async fn corrupt_rows_are_errors(store: SeaOrmStore) {
     let (record, token) = personal_key("alice", 0);
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     Entity::update_many()
         .col_expr(Column::Scopes, Expr::value("{not json"))
         .filter(Column::Id.eq(*record.id.as_uuid()))
@@ -301,7 +319,10 @@ pub(crate) async fn corrupt_rows_are_errors(store: SeaOrmStore) {
         .await
         .expect_err("corrupt");
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
-    let err = store.revoke(record.id, t0()).await.expect_err("corrupt");
+    let err = store
+        .revoke(record.id, t0(), &keyward_core::EventContext::system())
+        .await
+        .expect_err("corrupt");
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
 }
 
@@ -324,8 +345,68 @@ pub(crate) async fn missing_table_is_unavailable(store: SeaOrmStore) {
     );
     let err = store.get(record.id).await.expect_err("no table");
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
-    let err = store.insert(record).await.expect_err("no table");
+    let err = store
+        .insert(record, &keyward_core::EventContext::system())
+        .await
+        .expect_err("no table");
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+}
+
+/// A change whose event cannot be written is not made: with the event table gone (the
+/// injected failure, after the change's own statements), creating, changing, revoking and
+/// deleting all fail and leave the key as it was.
+pub(crate) async fn event_failure_leaves_no_change(store: SeaOrmStore) {
+    let by = keyward_core::EventContext::system();
+    let (record, _) = personal_key("alice", 0);
+    store.insert(record.clone(), &by).await.expect("insert");
+    let db = store.connection();
+    db.execute(
+        db.get_database_backend()
+            .build(Table::drop().table(Alias::new("keyward_changes"))),
+    )
+    .await
+    .expect("drop the event table");
+    let (other, _) = personal_key("bob", 1);
+    let err = store
+        .insert(other.clone(), &by)
+        .await
+        .expect_err("no event table");
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    assert_eq!(
+        store.get(other.id).await.expect("get"),
+        None,
+        "no key without its event"
+    );
+    let rename = KeyChanges {
+        name: Some("renamed".into()),
+        ..KeyChanges::default()
+    }
+    .validate(
+        &ScopeCatalog::builder()
+            .scope("books:read", "Read")
+            .build()
+            .expect("catalog"),
+    )
+    .expect("valid");
+    store
+        .update(record.id, &rename, t0(), &by)
+        .await
+        .expect_err("update");
+    store
+        .revoke(record.id, t0(), &by)
+        .await
+        .expect_err("revoke");
+    store
+        .refresh(record.id, t0() + TimeDelta::days(1), &by)
+        .await
+        .expect_err("refresh");
+    store.delete(record.id, &by).await.expect_err("delete");
+    let after = store
+        .get(record.id)
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(after, record, "nothing changed");
 }
 
 /// A store pointed at a port nobody listens on is unavailable, both when connecting and,
@@ -372,7 +453,10 @@ pub(crate) async fn microseconds_round_trip(store: SeaOrmStore) {
     record.updated_at = micros(999_999);
     record.expires_at = Some(micros(86_400_000_001));
     record.lifetime = Some(TimeDelta::microseconds(86_399_876_545));
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     assert_eq!(
         store.get(record.id).await.expect("get"),
         Some(record.clone())
@@ -402,7 +486,10 @@ pub(crate) async fn microseconds_round_trip(store: SeaOrmStore) {
         (stored.last_used_at, stored.last_used_ip),
         (Some(used), None)
     );
-    let refreshed = store.refresh(record.id, micros(7)).await.expect("refresh");
+    let refreshed = store
+        .refresh(record.id, micros(7), &keyward_core::EventContext::system())
+        .await
+        .expect("refresh");
     assert_eq!(refreshed.expires_at, Some(micros(86_399_876_552)));
     assert_eq!(store.get(record.id).await.expect("get"), Some(refreshed));
 }
