@@ -3,6 +3,8 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::metrics::{CircuitMetrics, CircuitState};
+
 /// When keyward stops asking a failing store.
 ///
 /// Every lookup on the request path has a deadline
@@ -89,6 +91,7 @@ pub(crate) struct Open {
 pub(crate) struct Circuit {
     config: CircuitBreaker,
     state: Mutex<State>,
+    metrics: CircuitMetrics,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +105,7 @@ impl Circuit {
         Self {
             config,
             state: Mutex::new(State::Closed { failures: 0 }),
+            metrics: CircuitMetrics::new(),
         }
     }
 
@@ -117,10 +121,12 @@ impl Circuit {
             State::Open { until, probing } => {
                 let now = Instant::now();
                 if *probing || now < *until {
+                    self.metrics.refusals.increment(1);
                     let retry_after = until.saturating_duration_since(now);
                     return Err(Open { retry_after });
                 }
                 *probing = true;
+                self.metrics.entered(CircuitState::HalfOpen);
                 Ok(Permit::Probe)
             }
         }
@@ -133,6 +139,7 @@ impl Circuit {
             (_, true) => {
                 if matches!(*state, State::Open { .. }) {
                     tracing::info!("keyward: the key store answers again; circuit closed");
+                    self.metrics.entered(CircuitState::Closed);
                 }
                 *state = State::Closed { failures: 0 };
             }
@@ -157,6 +164,7 @@ impl Circuit {
     }
 
     fn opened(&self) -> State {
+        self.metrics.entered(CircuitState::Open);
         State::Open {
             until: Instant::now() + self.config.open_for,
             probing: false,
@@ -168,6 +176,7 @@ impl Circuit {
         if permit == Permit::Probe {
             if let State::Open { probing, .. } = &mut *self.lock() {
                 *probing = false;
+                self.metrics.entered(CircuitState::Open);
             }
         }
     }

@@ -492,6 +492,9 @@ impl KeywardBuilder {
     /// starts the usage flush task and, when the store has a change feed, the task that
     /// applies it to the cache; otherwise they start with the first request.
     ///
+    /// The handle takes its [metrics](crate::metrics) from the recorder installed now:
+    /// install the application's recorder first.
+    ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming what is wrong.
@@ -562,6 +565,7 @@ impl KeywardBuilder {
             usage_flush_interval: self.usage_flush_interval,
             store_timeout: self.store_timeout,
             circuit: Circuit::new(self.circuit_breaker),
+            metrics: crate::metrics::Metrics::new(),
             lookups: Lookups::new(self.bulkhead),
             budget: self.budget,
             change_feed: self.change_feed,

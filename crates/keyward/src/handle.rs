@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) usage_flush_interval: Duration,
     pub(crate) store_timeout: Duration,
     pub(crate) circuit: Circuit,
+    /// Metric handles, taken from the recorder at build.
+    pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) lookups: Lookups,
     pub(crate) budget: Option<Arc<dyn FailureBudget>>,
     /// The feed shared with the other instances, if any.
@@ -226,7 +228,22 @@ impl Inner {
         }
     }
 
+    /// Writes the pending usage, and says how that went in the [metrics](crate::metrics).
     pub(crate) async fn flush_usage(&self) -> Result<(), StoreError> {
+        let lag = self.usage.oldest().map_or(0.0, |oldest| {
+            let age = self.clock.now() - oldest;
+            age.to_std().unwrap_or_default().as_secs_f64()
+        });
+        self.metrics.flush_lag.set(lag);
+        let flushed = self.write_usage().await;
+        if flushed.is_err() {
+            self.metrics.flush_failures.increment(1);
+        }
+        self.metrics.pending_uses.set(self.usage.pending() as f64);
+        flushed
+    }
+
+    async fn write_usage(&self) -> Result<(), StoreError> {
         if self.circuit.is_open() {
             // The counts stay in memory, one entry per key, until the store answers again.
             return Err(StoreError::new(
@@ -243,6 +260,7 @@ impl Inner {
         // A store that does not answer must not hold the counts (or a shutdown) forever. A
         // write abandoned at its deadline is rolled back with its transaction, so the counts
         // go back for the next flush.
+        let started = std::time::Instant::now();
         let written =
             tokio::time::timeout(USAGE_WRITE_TIMEOUT, self.store.record_usage(write.batch()))
                 .await
@@ -252,6 +270,9 @@ impl Inner {
                         "the usage write did not finish in time",
                     ))
                 });
+        self.metrics
+            .flush_duration
+            .record(started.elapsed().as_secs_f64());
         written?;
         tracing::debug!(keys = write.batch().len(), "keyward usage flushed");
         write.written();
@@ -416,9 +437,9 @@ impl Keyward {
     ) -> Result<crate::Principal, AuthError> {
         self.start_tasks();
         let admitted = self.inner.verify_token(token, client_ip).await;
-        crate::rate::settle(admitted)
-            .await
-            .map(|admitted| admitted.principal)
+        let admitted = crate::rate::settle(admitted).await;
+        self.inner.metrics.verified(admitted.as_ref());
+        admitted.map(|admitted| admitted.principal)
     }
 
     /// Writes the usage counted since the last flush: one update per key. The background

@@ -21,7 +21,7 @@ use tracing::field::{Empty, display};
 
 use crate::extract::{self, Verdict, required_caller};
 use crate::handle::Keyward;
-use crate::handle::hooked;
+use crate::handle::{Inner, hooked};
 use crate::ip::client_ip;
 use crate::problem::Unhooked;
 use crate::rate::{self, RateCheck, RateState};
@@ -182,14 +182,18 @@ where
         let token = match inner.sources.take(&mut req, inner.hide_credentials) {
             Ok(Some(token)) => token,
             Ok(None) => return self.anonymous(req, ip),
-            Err(Conflict) => return self.refuse(req, ip, AuthError::ConflictingCredentials),
+            Err(Conflict) => {
+                let err = AuthError::ConflictingCredentials;
+                inner.metrics.refused(&err);
+                return self.refuse(req, ip, err);
+            }
         };
         let span = tracing::debug_span!("keyward.verify", key_id = Empty, outcome = Empty);
         let step = span.in_scope(|| inner.start(token.as_str(), ip));
         drop(token);
         match step {
             Step::Done(Ok(admitted)) if !rate::is_pending(&admitted) => {
-                record(&span, Ok(&admitted));
+                record(inner, &span, Ok(&admitted));
                 let rate = admitted.rate.and_then(RateCheck::state);
                 let req = self.with(req, ip, Verdict::Caller(admitted.principal));
                 ResponseFuture::inner(self.inner.call(req), rate, self.hook())
@@ -199,12 +203,12 @@ where
                 let this = self.take_ready();
                 ResponseFuture::boxed(async move {
                     let result = rate::settle(Ok(admitted)).instrument(span.clone()).await;
-                    record(&span, result.as_ref());
+                    record(&this.keyward.inner, &span, result.as_ref());
                     this.answer(req, ip, result).await
                 })
             }
             Step::Done(Err(err)) => {
-                record(&span, Err(&err));
+                record(inner, &span, Err(&err));
                 self.refuse(req, ip, err)
             }
             Step::Miss(miss) => {
@@ -217,7 +221,7 @@ where
                         .then(rate::settle)
                         .instrument(span.clone())
                         .await;
-                    record(&span, result.as_ref());
+                    record(&this.keyward.inner, &span, result.as_ref());
                     this.answer(req, ip, result).await
                 })
             }
@@ -296,13 +300,15 @@ impl<S> KeywardService<S> {
             return ResponseFuture::inner(self.inner.call(req), None, self.hook());
         }
         if self.keyward.inner.callers.is_none() {
-            let response = self.keyward.inner.respond(&AuthError::MissingCredential);
-            return ResponseFuture::reject(response);
+            let err = AuthError::MissingCredential;
+            self.keyward.inner.metrics.refused(&err);
+            return ResponseFuture::reject(self.keyward.inner.respond(&err));
         }
         let mut this = self.take_ready();
         ResponseFuture::boxed(async move {
             let (mut parts, body) = this.with(req, ip, Verdict::Anonymous).into_parts();
             if let Err(rejection) = required_caller(&mut parts).await {
+                this.keyward.inner.metrics.refused(rejection.error());
                 return Ok(rejection.into_response());
             }
             let response = this.inner.call(Request::from_parts(parts, body)).await?;
@@ -352,7 +358,9 @@ impl<S> KeywardService<S> {
     }
 }
 
-fn record(span: &tracing::Span, result: Result<&Admitted, &AuthError>) {
+/// Counts the outcome and records it in the verification's span.
+fn record(inner: &Inner, span: &tracing::Span, result: Result<&Admitted, &AuthError>) {
+    inner.metrics.verified(result);
     match result {
         Ok(admitted) => {
             if let Some(key_id) = admitted.principal.key_id() {

@@ -85,7 +85,10 @@
 //! asked at all for a while ([`CircuitBreaker`]); the answer is then 503 with `Retry-After`.
 //! A client that keeps presenting unknown, revoked or expired tokens spends its
 //! [`FailureBudget`] and is answered 429 without any store work. Each verification is a `keyward.verify` tracing span
-//! with the key id and outcome; no log line contains a token.
+//! with the key id and outcome; no log line contains a token. Counters and histograms of all
+//! of it go to the application's [`metrics`](https://docs.rs/metrics) recorder: see
+//! [`metrics`](mod@crate::metrics) for the list, and install the recorder before building the
+//! handle.
 //!
 //! # Several instances
 //!
@@ -117,6 +120,7 @@ mod json;
 mod layer;
 mod lookup;
 mod manage;
+pub mod metrics;
 mod outage;
 mod principal;
 mod problem;

@@ -109,6 +109,7 @@ pub(crate) type Loaded = Result<Arc<Entry>, Failure>;
 pub(crate) struct Lookups {
     slots: Semaphore,
     wait: Duration,
+    rejections: ::metrics::Counter,
     in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Loaded>>>>,
 }
 
@@ -117,6 +118,7 @@ impl Lookups {
         Self {
             slots: Semaphore::new(bulkhead.max_concurrent),
             wait: bulkhead.wait,
+            rejections: crate::metrics::bulkhead_rejections(),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -131,7 +133,10 @@ impl Lookups {
     pub(crate) async fn slot(&self) -> Result<SemaphorePermit<'_>, Failure> {
         match tokio::time::timeout(self.wait, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Failure::unavailable("too many key lookups at once")),
+            _ => {
+                self.rejections.increment(1);
+                Err(Failure::unavailable("too many key lookups at once"))
+            }
         }
     }
 

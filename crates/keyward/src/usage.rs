@@ -18,6 +18,9 @@ pub(crate) struct KeyUsage {
     count: AtomicU64,
     /// Microseconds since the epoch of the latest use; `i64::MIN` when none is pending.
     last_used: AtomicI64,
+    /// Microseconds since the epoch of the earliest pending use, for the flush lag;
+    /// `i64::MAX` when unknown (the latest use then stands in).
+    first_used: AtomicI64,
     last_ip: Mutex<Option<IpAddr>>,
     /// [`fingerprint`] of `last_ip`, so that an unchanged address takes no lock.
     last_ip_seen: AtomicU64,
@@ -28,16 +31,21 @@ impl KeyUsage {
         Self {
             count: AtomicU64::new(0),
             last_used: AtomicI64::new(i64::MIN),
+            first_used: AtomicI64::new(i64::MAX),
             last_ip: Mutex::new(None),
             last_ip_seen: AtomicU64::new(fingerprint(None)),
         }
     }
 
     /// Counts `count` uses, the latest at `at` from `ip`. A client that keeps its address
-    /// costs two atomic operations and a comparison, no lock.
+    /// costs two atomic operations and two comparisons, no lock.
     pub(crate) fn record(&self, count: u64, at: DateTime<Utc>, ip: Option<IpAddr>) {
         self.count.fetch_add(count, Ordering::Relaxed);
         let micros = at.timestamp_micros();
+        // A plain load first: after the first use of a flush interval no write is needed.
+        if self.first_used.load(Ordering::Relaxed) > micros {
+            self.first_used.fetch_min(micros, Ordering::Relaxed);
+        }
         if self.last_used.fetch_max(micros, Ordering::Relaxed) <= micros {
             let seen = fingerprint(ip);
             if self.last_ip_seen.swap(seen, Ordering::Relaxed) != seen {
@@ -46,10 +54,15 @@ impl KeyUsage {
         }
     }
 
-    /// Takes the pending uses, if any.
-    fn take(&self, id: KeyId) -> Option<UsageUpdate> {
+    /// Takes the pending uses, if any, with the time of the earliest (in microseconds).
+    fn take(&self, id: KeyId) -> Option<(UsageUpdate, i64)> {
         let count = self.count.swap(0, Ordering::AcqRel);
-        (count > 0).then(|| self.update(id, count))
+        if count == 0 {
+            return None;
+        }
+        let first = self.first_used.swap(i64::MAX, Ordering::Relaxed);
+        let update = self.update(id, count);
+        Some((update, first.min(update.last_used_at.timestamp_micros())))
     }
 
     /// The pending uses, if any, leaving them pending.
@@ -135,6 +148,7 @@ impl UsageRecorder {
         let number = state.next_write;
         state.next_write = state.next_write.wrapping_add(1);
         let mut batch = Vec::new();
+        let mut oldest = None::<i64>;
         state.keys.retain(|id, usage| {
             // Asked before taking: a counter only this map holds gets no more uses (a new
             // holder needs the lock held here), so once taken it is empty for good. Asked
@@ -143,8 +157,9 @@ impl UsageRecorder {
             // Pairs with the release of the last other holder's drop, so its uses are seen.
             std::sync::atomic::fence(Ordering::Acquire);
             match usage.take(*id) {
-                Some(update) => {
+                Some((update, first)) => {
                     batch.push(update);
+                    oldest = Some(oldest.map_or(first, |oldest| oldest.min(first)));
                     true
                 }
                 None => held,
@@ -161,13 +176,15 @@ impl UsageRecorder {
             recorder: self,
             number,
             batch,
+            oldest,
             written: false,
         }
     }
 
     /// Ends write `number`: its uses are no longer in flight, and unless they were written
-    /// they are counted again for the next flush, so that nothing is lost.
-    fn end_write(&self, number: u64, batch: &[UsageUpdate], written: bool) {
+    /// they are counted again for the next flush, so that nothing is lost (nor the time of
+    /// the oldest, `oldest`).
+    fn end_write(&self, number: u64, batch: &[UsageUpdate], oldest: Option<i64>, written: bool) {
         let mut state = self.lock();
         for update in batch {
             if let Some(writes) = state.writing.get_mut(&update.id) {
@@ -177,11 +194,11 @@ impl UsageRecorder {
                 }
             }
             if !written {
-                state.counter(update.id).record(
-                    update.count,
-                    update.last_used_at,
-                    update.last_used_ip,
-                );
+                let usage = state.counter(update.id);
+                usage.record(update.count, update.last_used_at, update.last_used_ip);
+                if let Some(oldest) = oldest {
+                    usage.first_used.fetch_min(oldest, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -202,6 +219,21 @@ impl UsageRecorder {
             merge(&mut merged, &update);
             merged
         })
+    }
+
+    /// When the earliest use counted since the last flush was made, over every key.
+    pub(crate) fn oldest(&self) -> Option<DateTime<Utc>> {
+        let state = self.lock();
+        let oldest = state
+            .keys
+            .values()
+            .filter(|usage| usage.count.load(Ordering::Relaxed) > 0)
+            .map(|usage| {
+                let first = usage.first_used.load(Ordering::Relaxed);
+                first.min(usage.last_used.load(Ordering::Relaxed))
+            })
+            .min()?;
+        DateTime::from_timestamp_micros(oldest)
     }
 
     /// Uses counted and not yet written, over every key.
@@ -238,6 +270,8 @@ pub(crate) struct UsageWrite<'a> {
     recorder: &'a UsageRecorder,
     number: u64,
     batch: Vec<UsageUpdate>,
+    /// Microseconds since the epoch of the earliest use in `batch`.
+    oldest: Option<i64>,
     written: bool,
 }
 
@@ -257,7 +291,7 @@ impl Drop for UsageWrite<'_> {
     fn drop(&mut self) {
         if !self.batch.is_empty() {
             self.recorder
-                .end_write(self.number, &self.batch, self.written);
+                .end_write(self.number, &self.batch, self.oldest, self.written);
         }
     }
 }

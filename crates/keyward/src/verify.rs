@@ -12,6 +12,7 @@ use crate::callers::CallerError;
 use crate::circuit::PermitGuard;
 use crate::handle::Inner;
 use crate::lookup::{Failure, Loaded};
+use crate::metrics::LookupResult;
 use crate::principal::Principal;
 use crate::rate::RateCheck;
 use crate::rejection::{AuthError, InvalidToken};
@@ -69,15 +70,23 @@ impl Inner {
         let digest = self.hasher.digest(&parsed);
         drop(parsed);
         let cache = self.cache.as_ref();
-        let stale = match cache.and_then(|cache| cache.get(&digest)) {
-            Some(Cached::Fresh(entry)) => {
+        let stale = match cache.map(|cache| cache.get(&digest)) {
+            Some(Some(Cached::Fresh(entry))) => {
+                self.metrics.cache_hits.increment(1);
                 let now = self.clock.now();
                 let checked = self.check(&entry, &digest, now, ip);
                 return Step::Done(
                     checked.and_then(|principal| self.admit(&entry, principal, now, ip)),
                 );
             }
-            Some(Cached::Stale(entry)) => Some(entry),
+            Some(Some(Cached::Stale(entry))) => {
+                self.metrics.cache_misses.increment(1);
+                Some(entry)
+            }
+            Some(None) => {
+                self.metrics.cache_misses.increment(1);
+                None
+            }
             None => None,
         };
         if stale.is_none() {
@@ -85,6 +94,7 @@ impl Inner {
                 return Step::Done(Err(AuthError::TooManyFailures { retry_after }));
             }
             if cache.is_some_and(|cache| cache.is_unknown(&digest)) {
+                self.metrics.cache_negative_hits.increment(1);
                 let unknown = AuthError::InvalidToken(InvalidToken::Unknown);
                 return Step::Done(Err(self.failed(unknown, ip)));
             }
@@ -112,6 +122,7 @@ impl Inner {
             (Ok(entry), _) => entry,
             (Err(failure), Some(stale)) if failure.is_outage() => {
                 tracing::debug!("keyward: the store failed; using a stale cache entry");
+                self.metrics.cache_stale_served.increment(1);
                 stale
             }
             (Err(failure), _) => return Err(self.failed(failure.to_error(), ip)),
@@ -213,8 +224,16 @@ impl Inner {
         let permit = PermitGuard::new(&self.circuit, permit);
         let _slot = self.lookups.slot().await?;
         let epoch = self.cache.as_ref().map(crate::cache::VerifyCache::epoch);
+        let started = Instant::now();
         let found =
             tokio::time::timeout_at(deadline.into(), self.store.find_by_digest(&digest, now)).await;
+        let result = match &found {
+            Ok(Ok(Some(_))) => LookupResult::Found,
+            Ok(Ok(None)) => LookupResult::NotFound,
+            Ok(Err(_)) => LookupResult::Error,
+            Err(_) => LookupResult::Timeout,
+        };
+        self.metrics.lookup(result, started.elapsed().as_secs_f64());
         let found = match found {
             Ok(Ok(found)) => {
                 permit.record(true);

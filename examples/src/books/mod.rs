@@ -11,7 +11,9 @@
 //! * a database failure in the app's own handlers answers 503 with `Retry-After`, as keyward
 //!   does for its store, never 500;
 //! * the server closes connections whose request headers do not arrive within
-//!   [`Config::header_read_timeout`], so slow clients cannot hold connections forever.
+//!   [`Config::header_read_timeout`], so slow clients cannot hold connections forever;
+//! * `GET /metrics` shows keyward's metrics in the Prometheus text format, for the
+//!   operator's scraper (no key needed; see [`metrics`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod metrics;
 pub mod program;
 mod server;
 
@@ -311,6 +314,8 @@ impl App {
         let db = store.connection().clone();
         db::migrate(&db).await?;
 
+        // Before the keyward handle is built: it takes its counters from this recorder.
+        metrics::install();
         let catalog = catalog();
         let sessions = auth::Sessions::default();
         let mut builder = Keyward::builder(store)
@@ -395,7 +400,8 @@ async fn first_start(
     })
 }
 
-/// The routes: login, the API, key management and its page.
+/// The routes: login, the API, key management and its page, and (outside keyward's layer)
+/// the metrics.
 pub fn router(state: AppState) -> Router {
     let keyward = state.keyward.clone();
     Router::new()
@@ -409,6 +415,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Redirect::to("/api/v1/tokens/ui") }),
         )
         .layer(keyward.layer().optional())
+        .route("/metrics", get(metrics::render))
         .with_state(state)
 }
 
