@@ -33,6 +33,7 @@ use crate::routes;
         routes::get_self,
         routes::refresh_self,
         crate::users::list_users,
+        crate::leaks::report_github,
         openapi_json,
     ),
     modifiers(&Security),
@@ -41,6 +42,7 @@ use crate::routes;
         (name = "keys", description = "Managing keys: the caller's own, or every owner's with `keys:admin`"),
         (name = "users", description = "The application's users, for the owner picker (administrators)"),
         (name = "self", description = "The key that authenticates the request"),
+        (name = "leaks", description = "Reports of leaked keys from secret scanners"),
         (name = "meta", description = "This document and the management page"),
     )
 )]
