@@ -23,7 +23,7 @@ pub(crate) fn status(key: &KeyRecord, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
