@@ -5,7 +5,8 @@
 //! `BOOKS_READER_PASSWORD`, `BOOKS_PEPPER`, `BOOKS_TRUSTED_PROXIES`,
 //! `BOOKS_HEADER_READ_TIMEOUT_SECS` (default 10), `BOOKS_REDIS_URL` and
 //! `BOOKS_REDIS_NAMESPACE` (several instances: shared rate limits, change feed and failure
-//! budget; see `books::Config::redis_url`).
+//! budget; see `books::Config::redis_url`), `BOOKS_GITHUB_SCANNING_KEYS` (a file of GitHub's
+//! secret-scanning public keys: keys GitHub finds in public places are revoked).
 
 use std::process::ExitCode;
 

@@ -86,12 +86,28 @@ async function chart(key) {
   box.dataset.state = days ? "loaded" : "unavailable";
 }
 
-function describeEvent(event) {
-  const actor = event.actor;
+/** Who acted, as people read it: a user's display name, "key …abcd", the command line. */
+function describeActor(actor) {
   if (!actor) return "";
-  if (typeof actor === "string") return actor;
-  const id = actor.name || actor.user || actor.id || actor.key || actor.kind || "";
-  return state.users.has(id) ? state.users.get(id).name : String(id);
+  const [kind, id] = actor.includes(":") ? [actor.slice(0, actor.indexOf(":")), actor.slice(actor.indexOf(":") + 1)] : [actor, ""];
+  if (kind === "user") return state.users.has(id) ? state.users.get(id).name : id;
+  if (kind === "key") {
+    const key = state.keys.get(id);
+    return key ? `key “${key.name}”` : `key ${id.slice(-8)}`;
+  }
+  if (kind === "cli") return "the command line";
+  if (kind === "system") return "the application";
+  return actor;
+}
+
+/** What an event changed, in a few words. */
+function describeDetail(event) {
+  const detail = event.detail || {};
+  if (Array.isArray(detail.fields) && detail.fields.length > 0) return `changed ${detail.fields.join(", ").replaceAll("_", " ")}`;
+  if (event.type === "leaked") return `${detail.action || "revoked"}: token found${detail.url ? ` at ${detail.url}` : ""} (${detail.source || "report"})`;
+  if (detail.expires_at && (event.type === "expiring_soon" || event.type === "expired")) return `expiry ${when(detail.expires_at, "")}`;
+  if (event.type === "regenerated" && detail.previous_valid_until) return `old token works until ${when(detail.previous_valid_until, "")}`;
+  return "";
 }
 
 async function history(key) {
@@ -122,16 +138,12 @@ async function history(key) {
   const list = el("ol", "events");
   for (const event of events) {
     const item = el("li");
-    const at = event.at || event.time || event.created_at || event.occurred_at;
-    item.append(el("time", "", when(at, "")), " ", el("strong", "", String(event.type || event.kind || "event")));
-    const who = describeEvent(event);
+    item.append(el("time", "", when(event.at, "")), " ", el("strong", "", String(event.type).replaceAll("_", " ")));
+    const who = describeActor(event.actor);
     if (who) item.append(` by ${who}`);
-    const ip = event.ip || event.client_ip;
-    if (ip) item.append(` from ${ip}`);
-    const detail = event.detail;
-    if (detail && typeof detail === "object" && Object.keys(detail).length > 0) {
-      item.append(" ", el("code", "event-detail", JSON.stringify(detail)));
-    }
+    if (event.client_ip) item.append(` from ${event.client_ip}`);
+    const what = describeDetail(event);
+    if (what) item.append(" — ", el("span", "event-detail", what));
     list.append(item);
   }
   box.replaceChildren(list);

@@ -69,6 +69,7 @@
 //! | `GET /users` | the application's users from [`Callers::users`](keyward::Callers::users), sorted by name (`keys:admin`; 404 when the application does not list them) | 200 `{"users":[{"id","name","scopes"}]}` |
 //! | `GET /self` | the presenting key and its effective scopes | 200 `{"key":{…},"effective_scopes":[…]}` |
 //! | `POST /self/refresh` | refresh the presenting key | 200 key object |
+//! | `POST /leaks/github` | GitHub's secret-scanning report: revokes (or disables) the live keys reported leaked; no key, GitHub's signature instead; 404 unless [configured](AdminRouter::github_secret_scanning) | 200 `[{"token_raw","token_type","label"}]` |
 //! | `GET /openapi.json` | the [OpenAPI 3.1 document](openapi) | 200 |
 //! | `GET /ui` (feature `ui`) | the management page, with `/ui/app.css` and its script modules (`/ui/app.js`, ...) | 200 HTML |
 //!
@@ -132,23 +133,27 @@ mod audit;
 mod body;
 mod error;
 mod events;
+mod leaks;
 mod model;
 mod openapi;
 mod routes;
+mod scanning;
 #[cfg(feature = "ui")]
 mod ui;
 mod usage;
 mod users;
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::Method;
 use keyward::Keyward;
 
 pub use error::AdminError;
+pub use leaks::{LEAK_REPORT_LIMIT, LeakAction};
 pub use model::{
     CreateKeyRequest, EventList, EventObject, FieldProblem, IssuedKeyBody, KeyList, KeyObject,
     ProblemBody, RegenerateRequest, ScopeEntry, ScopeList, SelfKey, UpdateKeyRequest, UsageHistory,
@@ -156,12 +161,14 @@ pub use model::{
 };
 pub use openapi::openapi;
 pub use routes::PAGE_LIMIT;
+pub use scanning::{GitHubScanningKeys, ScanningKeysError};
 
 /// The management router: its callers are keyward keys and, when the [`Keyward`] has
 /// [`Callers`](keyward::Callers), the application's signed-in sessions.
 ///
 /// Mount it with [`Router::nest`]; the state `S` must give the [`Keyward`] handle through
 /// [`FromRef`]. See the [crate documentation](crate) for the routes and the rules.
+/// [`AdminRouter`] builds the same router with more configuration.
 ///
 /// # Example
 ///
@@ -184,29 +191,146 @@ where
     Keyward: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    let mut router = Router::new();
-    let mut table = endpoints::<S>();
-    while !table.is_empty() {
-        let path = table[0].path;
-        let mut method_router: Option<MethodRouter<S>> = None;
-        table.retain_mut(|endpoint| {
-            if endpoint.path != path {
-                return true;
-            }
-            let handler = std::mem::take(&mut endpoint.handler);
-            method_router = Some(match method_router.take() {
-                Some(existing) => existing.merge(handler),
-                None => handler,
-            });
-            false
-        });
-        if let Some(method_router) = method_router {
-            router = router.route(path, method_router);
-        }
+    AdminRouter::new().build()
+}
+
+/// Builds the management [`router`] with optional parts: today the GitHub secret-scanning
+/// endpoint `POST /leaks/github`, which answers 404 until it is configured.
+///
+/// # Example
+///
+/// ```
+/// use axum::Router;
+/// use keyward::{Keyward, MemoryStore};
+/// use keyward_admin::AdminRouter;
+///
+/// # fn main() -> Result<(), keyward::ConfigError> {
+/// let keys = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+/// let app: Router = Router::new()
+///     .nest("/api/v1/tokens", AdminRouter::new().build())
+///     .layer(keys.layer().optional())
+///     .with_state(keys);
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default)]
+#[must_use]
+pub struct AdminRouter {
+    github: Option<GitHubScanningKeys>,
+    leak_action: LeakAction,
+}
+
+impl fmt::Debug for AdminRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminRouter")
+            .field("github_secret_scanning", &self.github)
+            .field("leak_action", &self.leak_action)
+            .finish()
     }
-    router
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+}
+
+impl AdminRouter {
+    /// The router with every optional part off: what [`router`] returns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves GitHub's secret-scanning partner endpoint, `POST /leaks/github`: reports
+    /// signed by one of `keys` are read, each reported token that is a key of the
+    /// application and not revoked is revoked (or disabled, see
+    /// [`leak_action`](Self::leak_action)), and GitHub learns which were real.
+    ///
+    /// The endpoint needs no key (the signature is the authentication), so mount the
+    /// router behind the keyward layer in [`optional`](keyward::KeywardLayer::optional)
+    /// mode. Each change is recorded as a `leaked` event naming the URL GitHub reports.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use keyward::{Keyward, MemoryStore};
+    /// use keyward_admin::{AdminRouter, GitHubScanningKeys, LeakAction};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = Keyward::builder(MemoryStore::new()).prefix("books").build()?;
+    /// // Saved from https://api.github.com/meta/public_keys/secret_scanning
+    /// let github = GitHubScanningKeys::from_json(&std::fs::read_to_string("github-keys.json")?)?;
+    /// let admin: axum::Router<Keyward> = AdminRouter::new()
+    ///     .github_secret_scanning(github)
+    ///     .leak_action(LeakAction::Disable)
+    ///     .build();
+    /// # let _ = (admin, keys);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn github_secret_scanning(mut self, keys: GitHubScanningKeys) -> Self {
+        self.github = Some(keys);
+        self
+    }
+
+    /// What happens to a live key reported leaked: [`LeakAction::Revoke`] (the default) or
+    /// [`LeakAction::Disable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward_admin::{AdminRouter, LeakAction};
+    ///
+    /// let admin = AdminRouter::new().leak_action(LeakAction::Disable);
+    /// # let _ = admin;
+    /// ```
+    pub fn leak_action(mut self, action: LeakAction) -> Self {
+        self.leak_action = action;
+        self
+    }
+
+    /// The router. Mount it with [`Router::nest`]; the state `S` must give the [`Keyward`]
+    /// handle through [`FromRef`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keyward::Keyward;
+    /// use keyward_admin::AdminRouter;
+    ///
+    /// let admin: axum::Router<Keyward> = AdminRouter::new().build();
+    /// # let _ = admin;
+    /// ```
+    pub fn build<S>(self) -> Router<S>
+    where
+        Keyward: FromRef<S>,
+        S: Clone + Send + Sync + 'static,
+    {
+        let leaks = self.github.map(|keys| {
+            Arc::new(leaks::GitHubLeaks {
+                keys,
+                action: self.leak_action,
+            })
+        });
+        let mut router = Router::new();
+        let mut table = endpoints::<S>(leaks);
+        while !table.is_empty() {
+            let path = table[0].path;
+            let mut method_router: Option<MethodRouter<S>> = None;
+            table.retain_mut(|endpoint| {
+                if endpoint.path != path {
+                    return true;
+                }
+                let handler = std::mem::take(&mut endpoint.handler);
+                method_router = Some(match method_router.take() {
+                    Some(existing) => existing.merge(handler),
+                    None => handler,
+                });
+                false
+            });
+            if let Some(method_router) = method_router {
+                router = router.route(path, method_router);
+            }
+        }
+        router
+            .fallback(routes::not_found)
+            .method_not_allowed_fallback(routes::method_not_allowed)
+    }
 }
 
 /// One route the router serves: a method and a path relative to the mount point, in axum's
@@ -244,7 +368,7 @@ impl fmt::Display for Route {
 /// ```
 #[must_use]
 pub fn routes() -> Vec<Route> {
-    endpoints::<Keyward>()
+    endpoints::<Keyward>(None)
         .into_iter()
         .map(|endpoint| Route {
             method: endpoint.method,
@@ -260,7 +384,7 @@ struct Endpoint<S> {
 }
 
 /// The one table of routes: the router is built from it and [`routes`] reads it.
-fn endpoints<S>() -> Vec<Endpoint<S>>
+fn endpoints<S>(leaks: Option<Arc<leaks::GitHubLeaks>>) -> Vec<Endpoint<S>>
 where
     Keyward: FromRef<S>,
     S: Clone + Send + Sync + 'static,
@@ -295,6 +419,14 @@ where
         endpoint(Method::GET, "/users", get(users::list_users)),
         endpoint(Method::GET, "/events", get(events::list_events)),
         endpoint(Method::GET, "/openapi.json", get(openapi::openapi_json)),
+        endpoint(
+            Method::POST,
+            "/leaks/github",
+            post(move |keys, headers, body| {
+                leaks::report_github(leaks.clone(), keys, headers, body)
+            })
+            .layer(DefaultBodyLimit::max(leaks::LEAK_REPORT_LIMIT)),
+        ),
     ];
     #[cfg(feature = "ui")]
     table.extend(

@@ -34,6 +34,7 @@ use crate::routes;
         routes::refresh_self,
         crate::users::list_users,
         crate::events::list_events,
+        crate::leaks::report_github,
         openapi_json,
     ),
     modifiers(&Security),
@@ -43,6 +44,7 @@ use crate::routes;
         (name = "users", description = "The application's users, for the owner picker (administrators)"),
         (name = "events", description = "Key events: who changed which key, when and from where"),
         (name = "self", description = "The key that authenticates the request"),
+        (name = "leaks", description = "Reports of leaked keys from secret scanners"),
         (name = "meta", description = "This document and the management page"),
     )
 )]

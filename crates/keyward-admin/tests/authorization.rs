@@ -69,6 +69,15 @@ fn rows() -> Vec<Row> {
             [403, 403, 404, 403, 404, 403],
         ),
         row(
+            // Authenticated by GitHub's signature, not by keys (tests/leaks.rs); this
+            // application does not take GitHub's reports.
+            "leak report",
+            Method::POST,
+            "/leaks/github",
+            Some(json!([])),
+            [404, 404, 404, 404, 404, 404],
+        ),
+        row(
             "list own",
             Method::GET,
             "/keys",

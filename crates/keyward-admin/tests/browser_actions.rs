@@ -416,7 +416,7 @@ async fn sparkline(page: &Page, app: &BrowserApp, key: &Minted) -> Result<(), St
     Ok(())
 }
 
-/// The detail view shows every field, the chart and an empty history; Escape closes it and
+/// The detail view shows every field, the chart and the key's history; Escape closes it and
 /// gives the focus back.
 async fn detail(page: &Page, key: &Minted) -> Result<(), String> {
     page.click(&format!("{} button[data-action='details']", row(&key.id)))
@@ -439,14 +439,17 @@ async fn detail(page: &Page, key: &Minted) -> Result<(), String> {
     );
     page.wait_for("#kw-detail-chart[data-state='loaded'] svg.usage-chart rect.bar")
         .await?;
-    page.wait_for("#kw-detail-history:not([data-state='loading'])")
+    // The key's history: its creation and the edits made in this test, newest first, each
+    // with who made it.
+    page.wait_for("#kw-detail-history[data-state='loaded'] ol.events li")
         .await?;
     let history = page.text("#kw-detail-history").await?;
+    assert!(history.contains("created by"), "{history}");
     assert!(
-        history == "No events recorded yet."
-            || page.find("#kw-detail-history ol.events").await.is_ok(),
+        history.contains("updated by") && history.contains("changed name"),
         "{history}"
     );
+    assert!(!history.contains(&key.token), "{history}");
     page.assert_every_control_named("the detail view").await?;
     page.screenshot("page-detail-1400", 1400).await?;
     page.keys(&Key::Escape).await?;

@@ -49,6 +49,34 @@ impl App {
         TokenFormat::new(issuing).map_err(|err| Failure::Usage(err.to_string()))
     }
 
+    /// The prefixes to look for: the `explicit` one (`--prefix`, `KEYWARD_PREFIX`) if it is
+    /// one the application accepts, otherwise every prefix the application accepts.
+    pub(crate) fn prefixes(&self, explicit: Option<&Prefix>) -> Result<Vec<Prefix>, Failure> {
+        if explicit.is_some() {
+            let format = self.token_format(explicit)?;
+            return Ok(vec![format.issuing_prefix().clone()]);
+        }
+        match &self.settings {
+            Some(settings) => settings
+                .accepted_prefixes
+                .iter()
+                .map(|prefix| {
+                    Prefix::new(prefix.as_str()).map_err(|err| {
+                        Failure::Database(format!(
+                            "the application's recorded prefixes are not valid: {err}"
+                        ))
+                    })
+                })
+                .collect(),
+            None => Err(Failure::Usage(
+                "no application has started on this database yet, so its token prefixes are \
+                 unknown: pass --prefix (or set KEYWARD_PREFIX) with the application's prefix, \
+                 or start the application once and try again"
+                    .into(),
+            )),
+        }
+    }
+
     /// The application's scope catalog; `None` before any application has recorded one.
     pub(crate) fn catalog(&self) -> Result<Option<ScopeCatalog>, Failure> {
         self.settings

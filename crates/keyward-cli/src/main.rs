@@ -6,6 +6,9 @@
 //! keyward create --name "Backup Script" --scope books:read --owner alice
 //! keyward list --json
 //! echo "$TOKEN" | keyward verify
+//! keyward scan . --revoke                      # revoke the keys whose tokens are in files
+//! keyward events --key <id>                    # who changed this key, when, from where
+//! keyward rules --gitleaks >> .gitleaks.toml   # detection rules for the app's tokens
 //! ```
 //!
 //! The application records its settings (token prefixes, scope catalog, pepper fingerprint)
@@ -17,6 +20,7 @@
 //! 3 the database failed, does not exist or lacks keyward's tables.
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -32,7 +36,10 @@ use crate::app::App;
 
 mod app;
 mod database;
+mod events;
 mod output;
+mod rules;
+mod scan;
 
 /// Recorded as who disabled a key disabled here: the key's owner cannot enable it again from
 /// the application's page, an administrator (or `keyward enable`) can.
@@ -134,6 +141,43 @@ enum Command {
     },
     /// Read a token on stdin and say which key it is and whether it is usable.
     Verify,
+    /// Show key events, newest first: who created, changed, revoked or deleted which key,
+    /// when and from where, expiry notices and leaks.
+    Events(events::EventsArgs),
+    /// Find the application's tokens in files and say whose keys they are and whether they
+    /// are live (exit 1 when a live key is found and left live).
+    ///
+    /// Prints `file:line  key-id  hint  live|revoked|unknown`. Directories are searched
+    /// recursively, except `.git`, `target` and `node_modules`; binary files and files over
+    /// 16 MiB are skipped. Strings shaped like tokens whose check digits fail are ignored.
+    Scan(ScanArgs),
+    /// Print detection rules for the application's tokens: a gitleaks rule or a GitHub
+    /// custom secret-scanning pattern.
+    ///
+    /// With --prefix the rules are for that prefix and the database is not read; otherwise
+    /// they cover every prefix the application accepts.
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// Files or directories to search.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Revoke the live keys found.
+    #[arg(long)]
+    revoke: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct RulesArgs {
+    /// A gitleaks rule (`[[rules]]` TOML, for `.gitleaks.toml`).
+    #[arg(long)]
+    gitleaks: bool,
+    /// A GitHub custom secret-scanning pattern: secret format, before and after.
+    #[arg(long)]
+    github: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +277,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    if let (Command::Rules(args), Some(prefix)) = (&cli.command, &cli.prefix) {
+        rules::print(std::slice::from_ref(prefix), args.gitleaks, cli.json);
+        return Ok(ExitCode::SUCCESS);
+    }
     let hasher = app::pepper_from_env()?.map_or_else(TokenHasher::sha256, TokenHasher::hmac);
     let migrating = matches!(cli.command, Command::Migrate);
     let db = database::connect(&cli.database_url, migrating).await?;
@@ -317,6 +365,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             app.check_pepper(&hasher)?;
             return verify(&store, &app, &hasher, json).await;
         }
+        Command::Scan(args) => {
+            let prefixes = app.prefixes(cli.prefix.as_ref())?;
+            app.check_pepper(&hasher)?;
+            return scan::run(&store, &hasher, &prefixes, &args.paths, args.revoke, json).await;
+        }
+        Command::Rules(args) => {
+            rules::print(&app.prefixes(None)?, args.gitleaks, json);
+        }
+        Command::Events(args) => events::print(&store, args, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ pub(crate) fn status(key: &KeyRecord, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
@@ -125,34 +125,40 @@ fn table(keys: &[KeyRecord], now: DateTime<Utc>) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|title| title.chars().count());
+    let header = header.map(str::to_owned);
+    // Uses are numbers: aligned right.
+    align(std::iter::once(header).chain(rows), &[6])
+}
+
+/// Rows as text: each column as wide as its widest cell, two spaces apart, the columns in
+/// `right` aligned right, the last column unpadded.
+pub(crate) fn align<const N: usize>(
+    rows: impl IntoIterator<Item = [String; N]>,
+    right: &[usize],
+) -> String {
+    let rows: Vec<[String; N]> = rows.into_iter().collect();
+    let mut widths = [0; N];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header = header.map(str::to_owned);
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in &rows {
         let mut line = String::new();
         for (column, (cell, &width)) in row.iter().zip(&widths).enumerate() {
             let pad = width - cell.chars().count();
-            match column {
-                0 => {}
-                _ => line.push_str("  "),
+            if column > 0 {
+                line.push_str("  ");
             }
-            match column {
-                // Uses are numbers: aligned right.
-                6 => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(cell);
-                }
-                // The last column needs no padding.
-                7 => line.push_str(cell),
-                _ => {
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
+            if right.contains(&column) {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else if column + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         let _ = writeln!(out, "{}", line.trim_end());

@@ -95,6 +95,8 @@ pub struct KeywardBuilder {
     pub(crate) rate_limiter: Option<crate::rate::SharedLimiter>,
     pub(crate) change_feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
     pub(crate) change_poll_interval: Duration,
+    /// How long before expiry `expiring_soon` is recorded; `None`: no notices.
+    pub(crate) expiry_notice_window: Option<Duration>,
     /// Typed scopes the routes use: (type name, scope).
     used_scopes: Vec<(&'static str, &'static str)>,
 }
@@ -122,6 +124,7 @@ impl fmt::Debug for KeywardBuilder {
             .field("rate_limiter", &self.rate_limiter)
             .field("change_feed", &self.change_feed)
             .field("change_poll_interval", &self.change_poll_interval)
+            .field("expiry_notice_window", &self.expiry_notice_window)
             .field("used_scopes", &self.used_scopes)
             .finish_non_exhaustive()
     }
@@ -170,6 +173,7 @@ impl KeywardBuilder {
             rate_limiter: None,
             change_feed: None,
             change_poll_interval: crate::changes::DEFAULT_CHANGE_POLL_INTERVAL,
+            expiry_notice_window: Some(crate::notices::DEFAULT_EXPIRY_NOTICE_WINDOW),
             used_scopes: Vec::new(),
         }
     }
@@ -570,6 +574,7 @@ impl KeywardBuilder {
             budget: self.budget,
             change_feed: self.change_feed,
             change_poll: crate::changes::ChangePoll::new(self.change_poll_interval),
+            expiry_sweep: crate::notices::ExpirySweep::new(self.expiry_notice_window),
             tasks_started: AtomicBool::new(false),
             tasks: Mutex::default(),
             settings_lock: tokio::sync::Mutex::default(),

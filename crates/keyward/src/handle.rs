@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) change_feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
     /// Follows the store's change log.
     pub(crate) change_poll: crate::changes::ChangePoll,
+    /// Records expiry notices.
+    pub(crate) expiry_sweep: crate::notices::ExpirySweep,
     pub(crate) tasks_started: AtomicBool,
     pub(crate) tasks: Mutex<Tasks>,
     /// One settings write at a time: the one at start and the application's own do not race.
@@ -529,6 +531,7 @@ impl Keyward {
         tasks.shared_feed = crate::feed::spawn(&self.inner, &runtime);
         drop(tasks);
         crate::changes::ChangePoll::start(&self.inner, &runtime);
+        crate::notices::ExpirySweep::start(&self.inner, &runtime);
         runtime.spawn(record_settings_at_start(Arc::downgrade(&self.inner)));
     }
 }

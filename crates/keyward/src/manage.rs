@@ -290,6 +290,28 @@ impl Keyward {
             .map_err(|e| ManageError::from_store(e, None))
     }
 
+    /// The key whose token `token` is, revoked or not, without using it: no use is counted,
+    /// no limit applies, nothing is cached. `None` when `token` does not have the
+    /// application's format and check digits, or no key has it (a replaced token counts
+    /// during its grace period). For tools that handle reported tokens, such as a leak
+    /// response.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn find_token(&self, token: &str) -> Result<Option<KeyRecord>, ManageError> {
+        let inner = &self.inner;
+        let Ok(token) = inner.format.parse(token) else {
+            return Ok(None);
+        };
+        let digest = inner.hasher.digest(&token);
+        inner
+            .store
+            .find_by_digest(&digest, inner.clock.now())
+            .await
+            .map_err(|e| ManageError::from_store(e, None))
+    }
+
     /// A page of key events, newest first (see [`EventQuery`]): who changed which key, when
     /// and from where.
     ///

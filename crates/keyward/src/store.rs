@@ -7,9 +7,9 @@ use std::pin::Pin;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use keyward_core::{
-    AppSettings, ChangeBatch, ChangeCursor, ChangeRecord, ChangeStream, ConsumerLease, DailyUsage,
-    EventContext, EventPage, EventQuery, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page,
-    SecretRotation, StoreError, TokenDigest, UsageUpdate,
+    AppSettings, ChangeBatch, ChangeCursor, ChangeRecord, ChangeStream, DailyUsage, EventContext,
+    EventPage, EventQuery, KeyId, KeyRecord, KeyStore, KeyUpdate, ListQuery, Page, SecretRotation,
+    StoreError, TokenDigest, UsageUpdate,
 };
 
 pub(crate) type StoreFuture<'a, T> =
@@ -68,16 +68,6 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         window: TimeDelta,
         by: &'a EventContext,
     ) -> StoreFuture<'a, Vec<ChangeRecord>>;
-    fn lease_consumer<'a>(
-        &'a self,
-        lease: &'a ConsumerLease,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, Option<Option<u64>>>;
-    fn save_consumer<'a>(
-        &'a self,
-        lease: &'a ConsumerLease,
-        position: u64,
-    ) -> StoreFuture<'a, bool>;
 }
 
 impl<S: KeyStore> DynStore for S {
@@ -182,21 +172,5 @@ impl<S: KeyStore> DynStore for S {
         by: &'a EventContext,
     ) -> StoreFuture<'a, Vec<ChangeRecord>> {
         Box::pin(KeyStore::expiry_notices(self, now, window, by))
-    }
-
-    fn lease_consumer<'a>(
-        &'a self,
-        lease: &'a ConsumerLease,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, Option<Option<u64>>> {
-        Box::pin(KeyStore::lease_consumer(self, lease, now))
-    }
-
-    fn save_consumer<'a>(
-        &'a self,
-        lease: &'a ConsumerLease,
-        position: u64,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(KeyStore::save_consumer(self, lease, position))
     }
 }

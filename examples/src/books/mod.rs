@@ -79,6 +79,11 @@ pub struct Config {
     /// `BOOKS_REDIS_NAMESPACE`, default `books`: the prefix of the app's Redis keys and
     /// channel. Instances of one deployment share it; two deployments on one Redis need two.
     pub redis_namespace: String,
+    /// `BOOKS_GITHUB_SCANNING_KEYS`: a file holding GitHub's secret-scanning public keys, as
+    /// `https://api.github.com/meta/public_keys/secret_scanning` serves them. With it, GitHub
+    /// reports keys it finds in public places to `POST /api/v1/tokens/leaks/github`, and they
+    /// are revoked; without it that route answers 404.
+    pub github_scanning_keys: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -96,6 +101,7 @@ impl Config {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             redis_url: None,
             redis_namespace: "books".into(),
+            github_scanning_keys: None,
         }
     }
 
@@ -117,6 +123,7 @@ impl Config {
         config.reader_password = var("BOOKS_READER_PASSWORD");
         config.pepper = var("BOOKS_PEPPER");
         config.redis_url = var("BOOKS_REDIS_URL");
+        config.github_scanning_keys = var("BOOKS_GITHUB_SCANNING_KEYS").map(Into::into);
         if let Some(namespace) = var("BOOKS_REDIS_NAMESPACE") {
             config.redis_namespace = namespace;
         }
@@ -304,6 +311,24 @@ impl App {
     ///
     /// Database, migration or configuration failures.
     pub async fn new(config: &Config) -> Result<Self, AppError> {
+        let github_keys = config
+            .github_scanning_keys
+            .as_deref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|err| err.to_string())
+                    .and_then(|json| {
+                        keyward_admin::GitHubScanningKeys::from_json(&json)
+                            .map_err(|err| err.to_string())
+                    })
+                    .map_err(|err| {
+                        AppError::Config(format!(
+                            "BOOKS_GITHUB_SCANNING_KEYS {}: {err}",
+                            path.display()
+                        ))
+                    })
+            })
+            .transpose()?;
         let mut options = ConnectOptions::new(config.database_url.as_str());
         options
             .sqlx_logging(false)
@@ -318,6 +343,10 @@ impl App {
         metrics::install();
         let catalog = catalog();
         let sessions = auth::Sessions::default();
+        let mut admin = keyward_admin::AdminRouter::new();
+        if let Some(keys) = github_keys {
+            admin = admin.github_secret_scanning(keys);
+        }
         let mut builder = Keyward::builder(store)
             .prefix("books")
             .realm("books")
@@ -363,7 +392,7 @@ impl App {
             keyward: keyward.clone(),
             sessions,
         };
-        let router = router(state);
+        let router = router(state, admin);
         Ok(Self {
             router,
             keyward,
@@ -400,16 +429,16 @@ async fn first_start(
     })
 }
 
-/// The routes: login, the API, key management and its page, and (outside keyward's layer)
-/// the metrics.
-pub fn router(state: AppState) -> Router {
+/// The routes: login, the API, key management (`admin`) and its page, and (outside keyward's
+/// layer) the metrics.
+pub fn router(state: AppState, admin: keyward_admin::AdminRouter) -> Router {
     let keyward = state.keyward.clone();
     Router::new()
         .route("/", get(|| async { Redirect::to("/settings/tokens") }))
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .nest("/api/v1", api::router())
-        .nest("/api/v1/tokens", keyward_admin::router())
+        .nest("/api/v1/tokens", admin.build())
         .route(
             "/settings/tokens",
             get(|| async { Redirect::to("/api/v1/tokens/ui") }),
