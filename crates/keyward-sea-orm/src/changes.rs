@@ -23,7 +23,7 @@
 //!
 //! # Pruning
 //!
-//! Rows older than the store's retention (one hour by default) are deleted by the store
+//! Rows older than the store's retention (90 days by default) are deleted by the store
 //! itself, at most once a minute, after a read. Pruning deletes every row below a boundary
 //! (the oldest row young enough to keep, or else the newest row, which is always kept), so
 //! what remains is every row from the oldest kept one on. A reader whose cursor is below the
@@ -49,7 +49,9 @@ use crate::error::db_error;
 use crate::row::micros;
 
 /// How long change rows are kept unless the store is told otherwise.
-pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// Ninety days: the log is also the audit trail (`GET /events`) and the source of webhooks,
+/// which retry for a day.
+pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
 /// How often at most a store prunes old rows.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

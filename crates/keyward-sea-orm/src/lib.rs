@@ -46,7 +46,7 @@
 //! (every 500 ms by default) and drops changed keys from its cache, so a revoke made by any
 //! process, the `keyward` command line included, reaches every instance within a second on
 //! SQLite, PostgreSQL and MySQL alike. Rows older than
-//! [`change_retention`](SeaOrmStore::change_retention) (one hour by default) are pruned by
+//! [`change_retention`](SeaOrmStore::change_retention) (90 days by default: the log is also the audit trail) are pruned by
 //! the store; a reader that fell behind the pruned rows is told to drop its whole cache.
 //!
 //! On PostgreSQL the store also has a change feed that makes this immediate: every change

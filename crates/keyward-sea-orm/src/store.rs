@@ -210,7 +210,8 @@ impl SeaOrmStore {
     }
 
     /// How long rows of the change log (`keyward_changes`) are kept; default
-    /// [`DEFAULT_CHANGE_RETENTION`](crate::DEFAULT_CHANGE_RETENTION), one hour. The store
+    /// [`DEFAULT_CHANGE_RETENTION`](crate::DEFAULT_CHANGE_RETENTION), 90 days: the rows are
+    /// also the key events of the audit trail and what webhooks deliver. The store
     /// deletes older rows itself, at most once a minute, when the log is read; the newest row
     /// is always kept. An instance that could not read the log for longer than this drops
     /// its whole cache when it can again.
