@@ -174,7 +174,13 @@ fn shown_fields(record: &KeyRecord) -> [(&'static str, Value); 8] {
         ("name", json!(record.name)),
         (
             "scopes",
-            json!(record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            json!(
+                record
+                    .scopes
+                    .iter()
+                    .map(crate::Scope::as_str)
+                    .collect::<Vec<_>>()
+            ),
         ),
         ("active", json!(record.active)),
         ("expires_at", opt_time(record.expires_at)),

@@ -46,7 +46,10 @@ async fn fill(store: &SeaOrmStore, filler_rows: usize) -> Vec<TokenDigest> {
     let started = Instant::now();
     // The filler copies a row as the store writes it, with its own id and digest.
     let (record, _) = personal_key("bench", 0);
-    store.insert(record.clone()).await.expect("insert");
+    store
+        .insert(record.clone(), &keyward_core::EventContext::system())
+        .await
+        .expect("insert");
     let template = Entity::find_by_id(*record.id.as_uuid())
         .one(store.connection())
         .await
@@ -77,7 +80,10 @@ async fn fill(store: &SeaOrmStore, filler_rows: usize) -> Vec<TokenDigest> {
     let mut digests = Vec::with_capacity(PROBES);
     for i in 0..PROBES {
         let (record, token) = personal_key("bench", i64::try_from(i).expect("small"));
-        store.insert(record).await.expect("insert a probe key");
+        store
+            .insert(record, &keyward_core::EventContext::system())
+            .await
+            .expect("insert a probe key");
         digests.push(hasher.digest(&token));
     }
     eprintln!(

@@ -115,7 +115,6 @@ impl KeywardBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    #[must_use]
     pub fn expiry_notices(mut self, window: Option<Duration>) -> Self {
         self.expiry_notice_window = window;
         self
