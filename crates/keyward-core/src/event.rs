@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -305,6 +305,32 @@ fn changed_fields(
 #[must_use]
 pub fn notice_detail(record: &KeyRecord) -> Value {
     json!({ "name": record.name, "expires_at": opt_time(record.expires_at) })
+}
+
+/// The expiry notice key `record` (expiring at `expires_at`) is due at `now`, if any:
+/// [`Expired`](ChangeKind::Expired) once the expiry passed (unless revoked),
+/// [`ExpiringSoon`](ChangeKind::ExpiringSoon) inside the window (if active and not revoked).
+/// Shared by the stores so that all decide alike.
+#[must_use]
+pub fn notice_due(
+    record: &KeyRecord,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    window: TimeDelta,
+) -> Option<ChangeKind> {
+    if record.is_revoked() {
+        None
+    } else if expires_at <= now {
+        Some(ChangeKind::Expired)
+    } else if record.active
+        && now
+            .checked_add_signed(window)
+            .is_none_or(|edge| expires_at <= edge)
+    {
+        Some(ChangeKind::ExpiringSoon)
+    } else {
+        None
+    }
 }
 
 /// Which events [`KeyStore::events`](crate::KeyStore::events) lists: newest first, only

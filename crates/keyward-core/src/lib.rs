@@ -90,7 +90,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{DigestLengthError, TokenDigest, TokenHasher};
 pub use event::{
     Actor, EventContext, EventPage, EventQuery, EventView, Leak, UnknownActor, event_detail,
-    notice_detail,
+    notice_detail, notice_due,
 };
 pub use input::{IssuedKey, KeyChanges, METADATA_MAX_BYTES, NAME_MAX_CHARS, NewKey, OWNER_MAX_LEN};
 pub use key::{
@@ -101,7 +101,7 @@ pub use lifetime::{
     DEFAULT_EXPIRY_DAYS, EXPIRY_PRESET_DAYS, Expiry, GracePeriod, MAX_GRACE_SECONDS, MAX_LIFETIME,
     MAX_LIFETIME_DAYS,
 };
-pub use memory::{MemoryStore, notice_due};
+pub use memory::MemoryStore;
 pub use principal::Principal;
 #[doc(hidden)]
 pub use scope::is_valid_scope;

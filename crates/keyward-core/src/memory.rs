@@ -10,7 +10,7 @@ use crate::change_log::{
     ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, effective_change_limit,
 };
 use crate::digest::TokenDigest;
-use crate::event::{EventContext, EventPage, EventQuery, event_detail, notice_detail};
+use crate::event::{EventContext, EventPage, EventQuery, event_detail, notice_detail, notice_due};
 use crate::key::KeyUpdate;
 use crate::key::{KeyId, KeyRecord, SecretRotation};
 use crate::settings::AppSettings;
@@ -545,68 +545,6 @@ impl KeyStore for MemoryStore {
     }
 }
 
-/// The expiry notice key `record` (expiring at `expires_at`) is due at `now`, if any:
-/// [`Expired`](ChangeKind::Expired) once the expiry passed (unless revoked),
-/// [`ExpiringSoon`](ChangeKind::ExpiringSoon) inside the window (if active and not revoked).
-/// Shared by the stores so that all decide alike.
-#[must_use]
-pub fn notice_due(
-    record: &KeyRecord,
-    expires_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    window: TimeDelta,
-) -> Option<ChangeKind> {
-    if record.is_revoked() {
-        None
-    } else if expires_at <= now {
-        Some(ChangeKind::Expired)
-    } else if record.active
-        && now
-            .checked_add_signed(window)
-            .is_none_or(|edge| expires_at <= edge)
-    {
-        Some(ChangeKind::ExpiringSoon)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use futures_util::FutureExt;
-
-    use super::*;
-
-    #[test]
-    fn a_cursor_older_than_the_kept_changes_is_told_so() {
-        let store = MemoryStore::new().change_log_capacity(2);
-        let read = |after| {
-            store
-                .changes_since(after, 10)
-                .now_or_never()
-                .expect("never waits")
-                .expect("no error")
-                .expect("a log")
-        };
-        let head = read(None).cursor;
-        for owner in ["a", "b"] {
-            store
-                .owner_changed(owner)
-                .now_or_never()
-                .expect("ready")
-                .expect("ok");
-        }
-        let batch = read(Some(head.clone()));
-        assert!(!batch.truncated, "two changes fit");
-        assert_eq!(batch.changes.len(), 2);
-        store
-            .owner_changed("c")
-            .now_or_never()
-            .expect("ready")
-            .expect("ok");
-        let batch = read(Some(head));
-        assert!(batch.truncated, "the first change was dropped");
-        assert_eq!(batch.cursor.seq(), 3);
-        assert!(!read(Some(batch.cursor)).truncated);
-    }
-}
+#[path = "memory_tests.rs"]
+mod tests;

@@ -76,6 +76,7 @@ mod settings;
 mod sqlite;
 mod store;
 mod usage;
+mod write;
 
 pub use changes::DEFAULT_CHANGE_RETENTION;
 pub use sea_orm::{ConnectOptions, DatabaseConnection};
