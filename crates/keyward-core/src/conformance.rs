@@ -34,7 +34,7 @@ mod usage;
 pub use changes::{change_log, change_log_pages, change_log_skips_failures};
 pub use events::{
     consumer_leases, events_filter_and_paginate, events_record_actor_and_detail,
-    expiry_notices_once,
+    expiry_notices_once, record_event_names_owner,
 };
 pub use usage::{
     change_feed, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
@@ -579,7 +579,7 @@ macro_rules! conformance_tests {
             refresh, record_usage, record_usage_concurrently, usage_days, usage_days_deleted,
             change_feed, change_log, change_log_skips_failures, change_log_pages,
             events_record_actor_and_detail, events_filter_and_paginate, expiry_notices_once,
-            consumer_leases);
+            consumer_leases, record_event_names_owner);
     };
     (@each $make:path; $($check:ident),+) => {
         $(

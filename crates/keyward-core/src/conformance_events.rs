@@ -324,6 +324,36 @@ pub async fn expiry_notices_once<S: KeyStore>(store: S) {
     assert_eq!(listed.len(), 3);
 }
 
+/// A notice about a key (`rate_limited`) is recorded with the key's owner and detail; an
+/// unknown key records nothing.
+pub async fn record_event_names_owner<S: KeyStore>(store: S) {
+    if !keeps_log(&store).await {
+        return;
+    }
+    let (record, _) = personal_key("ann", 0);
+    insert(&store, &record).await;
+    let detail = json!({ "limit_per_minute": 60 });
+    let by = EventContext::system();
+    assert!(
+        store
+            .record_event(record.id, ChangeKind::RateLimited, &detail, &by)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !store
+            .record_event(KeyId::new(), ChangeKind::RateLimited, &detail, &by)
+            .await
+            .expect("record")
+    );
+    let events = all_events(&store, EventQuery::new().kind(ChangeKind::RateLimited), 10).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].key_id, Some(record.id));
+    assert_eq!(events[0].owner.as_deref(), Some("ann"));
+    assert_eq!(events[0].detail, detail);
+    assert_eq!(events[0].actor, Some(Actor::System));
+}
+
 /// A durable reader is leased to one holder at a time, keeps its saved position, and passes
 /// to another holder when its lease runs out.
 pub async fn consumer_leases<S: KeyStore>(store: S) {

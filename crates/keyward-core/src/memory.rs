@@ -504,6 +504,21 @@ impl KeyStore for MemoryStore {
         Ok(recorded)
     }
 
+    async fn record_event(
+        &self,
+        id: KeyId,
+        kind: ChangeKind,
+        detail: &serde_json::Value,
+        context: &EventContext,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let Some(record) = state.keys.get(&id).cloned() else {
+            return Ok(false);
+        };
+        state.append_key_event(&record, kind, context, detail.clone());
+        Ok(true)
+    }
+
     async fn lease_consumer(
         &self,
         lease: &ConsumerLease,

@@ -456,6 +456,21 @@ pub trait KeyStore: Send + Sync + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// Records an event of `kind` about key `id` that changes nothing stored (a notice such as
+    /// [`RateLimited`](crate::ChangeKind::RateLimited)), with the key's owner, by `context`,
+    /// with `detail`. `false` when no key has `id`. Stores without a change log record
+    /// nothing (the default).
+    fn record_event(
+        &self,
+        id: KeyId,
+        kind: crate::ChangeKind,
+        detail: &serde_json::Value,
+        context: &EventContext,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (id, kind, detail, context);
+        async { Ok(false) }
+    }
+
     /// Takes (or renews) the lease of a reader of the event log that must run on one
     /// instance at a time and survive restarts, such as a webhook endpoint's delivery:
     /// `Some(position)` when `lease.holder` now holds it until `now + lease.duration`, with

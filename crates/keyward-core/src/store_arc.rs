@@ -142,6 +142,16 @@ impl<S: KeyStore + ?Sized> KeyStore for std::sync::Arc<S> {
         (**self).expiry_notices(now, window, context)
     }
 
+    fn record_event(
+        &self,
+        id: KeyId,
+        kind: crate::ChangeKind,
+        detail: &serde_json::Value,
+        context: &EventContext,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record_event(id, kind, detail, context)
+    }
+
     fn lease_consumer(
         &self,
         lease: &ConsumerLease,

@@ -564,6 +564,22 @@ impl KeyStore for SeaOrmStore {
         Ok(recorded)
     }
 
+    async fn record_event(
+        &self,
+        id: KeyId,
+        kind: ChangeKind,
+        detail: &serde_json::Value,
+        context: &EventContext,
+    ) -> Result<bool, StoreError> {
+        let Some(record) = self.get(id).await? else {
+            return Ok(false);
+        };
+        let txn = self.begin().await?;
+        crate::changes::append(&txn, EventRow::key(&record, kind, context, detail)).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
     async fn lease_consumer(
         &self,
         lease: &ConsumerLease,

@@ -342,6 +342,18 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
         self.inner.expiry_notices(now, window, by).await
     }
 
+    async fn record_event(
+        &self,
+        id: KeyId,
+        kind: keyward::ChangeKind,
+        detail: &serde_json::Value,
+        by: &EventContext,
+    ) -> Result<bool, StoreError> {
+        Counts::count(&self.counts.writes);
+        self.check()?;
+        self.inner.record_event(id, kind, detail, by).await
+    }
+
     async fn lease_consumer(
         &self,
         lease: &ConsumerLease,

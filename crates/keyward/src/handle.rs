@@ -238,6 +238,7 @@ impl Inner {
         });
         self.metrics.flush_lag.set(lag);
         let flushed = self.write_usage().await;
+        self.record_rate_limited().await;
         if flushed.is_err() {
             self.metrics.flush_failures.increment(1);
         }

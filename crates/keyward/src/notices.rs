@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use keyward_core::{ChangeRecord, EventContext};
+use keyward_core::{ChangeKind, ChangeRecord, EventContext};
 use tokio::task::JoinHandle;
 
 use crate::config::KeywardBuilder;
@@ -92,6 +92,29 @@ async fn sweep(inner: &Inner) -> Result<Vec<ChangeRecord>, keyward_core::StoreEr
         }
     }
     Ok(notices)
+}
+
+impl Inner {
+    /// Records a `rate_limited` event for each key refused for its rate limit since the last
+    /// flush (the first refusal per key and minute); a failed write puts the refusal back.
+    pub(crate) async fn record_rate_limited(&self) {
+        for (id, limit) in self.usage.take_rate_limited() {
+            let detail = serde_json::json!({ "limit_per_minute": limit });
+            let recorded = self
+                .store
+                .record_event(
+                    id,
+                    ChangeKind::RateLimited,
+                    &detail,
+                    &EventContext::system(),
+                )
+                .await;
+            if let Err(err) = recorded {
+                tracing::warn!(key_id = %id, error = %err, "keyward could not record a rate_limited event");
+                self.usage.counter(id).keep_rate_limited(limit);
+            }
+        }
+    }
 }
 
 impl KeywardBuilder {

@@ -343,13 +343,15 @@ pub(crate) async fn settle(admitted: Result<Admitted, AuthError>) -> Result<Admi
         return Ok(admitted);
     }
     if let Some(RateCheck::Pending(decision)) = admitted.rate.take() {
-        let state = decision
-            .await
-            .into_state()
-            .map_err(|exceeded| AuthError::RateLimited {
+        let state = decision.await.into_state().map_err(|exceeded| {
+            if let Some(pending) = &admitted.pending_use {
+                pending.note_rate_limited(exceeded.limit);
+            }
+            AuthError::RateLimited {
                 limit: exceeded.limit,
                 retry_after: exceeded.retry_after,
-            })?;
+            }
+        })?;
         admitted.rate = Some(RateCheck::Done(state));
     }
     if let Some(pending) = admitted.pending_use.take() {

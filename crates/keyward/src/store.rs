@@ -62,6 +62,13 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn owner_changed<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
     fn record_settings<'a>(&'a self, settings: &'a AppSettings) -> StoreFuture<'a, ()>;
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, EventPage>;
+    fn record_event<'a>(
+        &'a self,
+        id: KeyId,
+        kind: keyward_core::ChangeKind,
+        detail: &'a serde_json::Value,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, bool>;
     fn expiry_notices<'a>(
         &'a self,
         now: DateTime<Utc>,
@@ -163,6 +170,16 @@ impl<S: KeyStore> DynStore for S {
 
     fn events<'a>(&'a self, query: &'a EventQuery) -> StoreFuture<'a, EventPage> {
         Box::pin(KeyStore::events(self, query))
+    }
+
+    fn record_event<'a>(
+        &'a self,
+        id: KeyId,
+        kind: keyward_core::ChangeKind,
+        detail: &'a serde_json::Value,
+        by: &'a EventContext,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(KeyStore::record_event(self, id, kind, detail, by))
     }
 
     fn expiry_notices<'a>(

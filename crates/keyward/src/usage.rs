@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
 use keyward_core::{DailyUsage, KeyId, KeyRecord, UsageUpdate, ValidationError};
 
 use crate::handle::Keyward;
@@ -24,7 +24,15 @@ pub(crate) struct KeyUsage {
     last_ip: Mutex<Option<IpAddr>>,
     /// [`fingerprint`] of `last_ip`, so that an unchanged address takes no lock.
     last_ip_seen: AtomicU64,
+    /// The limit of a rate-limit refusal to record as an event at the next flush; 0: none.
+    limited: AtomicU64,
+    /// Microseconds since the epoch of the last refusal noted, so that one event at most is
+    /// recorded per key and [`RATE_LIMITED_EVERY`].
+    limited_noted: AtomicI64,
 }
+
+/// At most one `rate_limited` event per key in this time.
+pub(crate) const RATE_LIMITED_EVERY: TimeDelta = TimeDelta::minutes(1);
 
 impl KeyUsage {
     fn new() -> Self {
@@ -34,6 +42,34 @@ impl KeyUsage {
             first_used: AtomicI64::new(i64::MAX),
             last_ip: Mutex::new(None),
             last_ip_seen: AtomicU64::new(fingerprint(None)),
+            limited: AtomicU64::new(0),
+            limited_noted: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Puts back a refusal whose event could not be written, for the next flush.
+    pub(crate) fn keep_rate_limited(&self, limit: u32) {
+        self.limited
+            .store(u64::from(limit.max(1)), Ordering::Release);
+    }
+
+    /// Notes that a request was refused for the key's rate limit of `limit` per minute at
+    /// `at`: the first refusal in [`RATE_LIMITED_EVERY`] becomes a `rate_limited` event at the
+    /// next flush. Later ones cost one atomic load.
+    pub(crate) fn note_rate_limited(&self, limit: u32, at: DateTime<Utc>) {
+        let micros = at.timestamp_micros();
+        let noted = self.limited_noted.load(Ordering::Relaxed);
+        let every = RATE_LIMITED_EVERY.num_microseconds().unwrap_or(i64::MAX);
+        if noted != i64::MIN && micros.saturating_sub(noted) < every {
+            return;
+        }
+        if self
+            .limited_noted
+            .compare_exchange(noted, micros, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.limited
+                .store(u64::from(limit.max(1)), Ordering::Release);
         }
     }
 
@@ -162,7 +198,7 @@ impl UsageRecorder {
                     oldest = Some(oldest.map_or(first, |oldest| oldest.min(first)));
                     true
                 }
-                None => held,
+                None => held || usage.limited.load(Ordering::Acquire) != 0,
             }
         });
         for update in &batch {
@@ -234,6 +270,19 @@ impl UsageRecorder {
             })
             .min()?;
         DateTime::from_timestamp_micros(oldest)
+    }
+
+    /// Takes the rate-limit refusals noted since the last call: key and limit per minute.
+    pub(crate) fn take_rate_limited(&self) -> Vec<(KeyId, u32)> {
+        let state = self.lock();
+        state
+            .keys
+            .iter()
+            .filter_map(|(id, usage)| {
+                let limit = usage.limited.swap(0, Ordering::AcqRel);
+                (limit != 0).then(|| (*id, u32::try_from(limit).unwrap_or(u32::MAX)))
+            })
+            .collect()
     }
 
     /// Uses counted and not yet written, over every key.

@@ -40,6 +40,12 @@ impl PendingUse {
     pub(crate) fn record(self) {
         self.usage.record(1, self.at, self.ip);
     }
+
+    /// Notes that the shared limiter refused the request (see
+    /// [`KeyUsage::note_rate_limited`]).
+    pub(crate) fn note_rate_limited(&self, limit: u32) {
+        self.usage.note_rate_limited(limit, self.at);
+    }
 }
 
 /// The synchronous part of a verification.
@@ -176,9 +182,12 @@ impl Inner {
             (Some(limits), Some(per_minute)) => Some(
                 limits
                     .check(entry.record.id, per_minute)
-                    .map_err(|exceeded| AuthError::RateLimited {
-                        limit: exceeded.limit,
-                        retry_after: exceeded.retry_after,
+                    .map_err(|exceeded| {
+                        entry.usage.note_rate_limited(exceeded.limit, now);
+                        AuthError::RateLimited {
+                            limit: exceeded.limit,
+                            retry_after: exceeded.retry_after,
+                        }
                     })?,
             ),
             _ => None,
