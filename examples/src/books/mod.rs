@@ -13,7 +13,9 @@
 //! * the server closes connections whose request headers do not arrive within
 //!   [`Config::header_read_timeout`], so slow clients cannot hold connections forever;
 //! * `GET /metrics` shows keyward's metrics in the Prometheus text format, for the
-//!   operator's scraper (no key needed; see [`metrics`]).
+//!   operator's scraper (no key needed; see [`metrics`]);
+//! * with `BOOKS_WEBHOOK_URL` and `BOOKS_WEBHOOK_SECRET`, every key event is POSTed to that
+//!   URL, signed as the Standard Webhooks spec says (see [`Config::webhook`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keyward::{CredentialSource, Keyward, NewKey, Problem, ScopeCatalog, StoreErrorKind};
 use keyward_sea_orm::SeaOrmStore;
+use keyward_webhooks::{WebhookSecret, Webhooks, WebhooksHandle};
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 use tokio::net::TcpListener;
 
@@ -42,6 +45,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for a pooled database connection before it is answered 503: an
 /// unreachable database costs a client this long, not the pool's default 30 s.
 const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The default of [`Config::expiry_notice_days`].
+pub const DEFAULT_EXPIRY_NOTICE_DAYS: u64 = 7;
 
 /// `Retry-After` of the app's 503s, in seconds (keyward's own 503s say the same).
 const RETRY_AFTER_SECS: u64 = 5;
@@ -84,6 +90,25 @@ pub struct Config {
     /// reports keys it finds in public places to `POST /api/v1/tokens/leaks/github`, and they
     /// are revoked; without it that route answers 404.
     pub github_scanning_keys: Option<std::path::PathBuf>,
+    /// `BOOKS_WEBHOOK_URL` with `BOOKS_WEBHOOK_SECRET` (`whsec_<base64>`): every key event
+    /// (created, revoked, leaked, expiring_soon, …) is POSTed there as JSON, signed as the
+    /// Standard Webhooks spec says, at least once and in order, retried for a day, across
+    /// restarts; with several instances on one database, one of them sends. Delivery never
+    /// slows a request. Off unless both are set.
+    pub webhook: Option<WebhookEndpoint>,
+    /// `BOOKS_EXPIRY_NOTICE_DAYS`, default 7: how many days before a key's expiry the event
+    /// `expiring_soon` is recorded (`expired` follows when it passes); 0 turns expiry
+    /// notices off.
+    pub expiry_notice_days: u64,
+}
+
+/// Where key events are sent ([`Config::webhook`]).
+#[derive(Debug, Clone)]
+pub struct WebhookEndpoint {
+    /// The URL events are POSTed to.
+    pub url: String,
+    /// The secret they are signed with.
+    pub secret: WebhookSecret,
 }
 
 impl Config {
@@ -102,6 +127,8 @@ impl Config {
             redis_url: None,
             redis_namespace: "books".into(),
             github_scanning_keys: None,
+            webhook: None,
+            expiry_notice_days: DEFAULT_EXPIRY_NOTICE_DAYS,
         }
     }
 
@@ -109,7 +136,9 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A malformed `BOOKS_ADDR`, `BOOKS_TRUSTED_PROXIES` or `BOOKS_HEADER_READ_TIMEOUT_SECS`.
+    /// A malformed `BOOKS_ADDR`, `BOOKS_TRUSTED_PROXIES`, `BOOKS_HEADER_READ_TIMEOUT_SECS`,
+    /// `BOOKS_WEBHOOK_SECRET` or `BOOKS_EXPIRY_NOTICE_DAYS`, or only one of
+    /// `BOOKS_WEBHOOK_URL` and `BOOKS_WEBHOOK_SECRET`.
     pub fn from_env() -> Result<Self, AppError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut config =
@@ -150,9 +179,50 @@ impl Config {
                     ))
                 })?;
         }
+        config.webhook = match (var("BOOKS_WEBHOOK_URL"), var("BOOKS_WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(AppError::Config(
+                    "BOOKS_WEBHOOK_SECRET must be set with BOOKS_WEBHOOK_URL".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(AppError::Config(
+                    "BOOKS_WEBHOOK_URL must be set with BOOKS_WEBHOOK_SECRET".into(),
+                ));
+            }
+            (Some(url), Some(secret)) => Some(WebhookEndpoint {
+                url,
+                secret: secret
+                    .parse()
+                    .map_err(|err| AppError::Config(format!("BOOKS_WEBHOOK_SECRET: {err}")))?,
+            }),
+        };
+        if let Some(days) = var("BOOKS_EXPIRY_NOTICE_DAYS") {
+            config.expiry_notice_days = days
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&days| days <= MAX_EXPIRY_NOTICE_DAYS)
+                .ok_or_else(|| {
+                    AppError::Config(format!(
+                        "BOOKS_EXPIRY_NOTICE_DAYS {days:?} is not a whole number of days from 0 to {MAX_EXPIRY_NOTICE_DAYS}"
+                    ))
+                })?;
+        }
         Ok(config)
     }
+
+    /// The expiry notice window for keyward: `None` when notices are off.
+    #[must_use]
+    pub fn expiry_notice_window(&self) -> Option<Duration> {
+        (self.expiry_notice_days > 0)
+            .then(|| Duration::from_secs(self.expiry_notice_days.saturating_mul(24 * 60 * 60)))
+    }
 }
+
+/// The largest `BOOKS_EXPIRY_NOTICE_DAYS`: keys live at most ten years.
+pub const MAX_EXPIRY_NOTICE_DAYS: u64 = 3650;
 
 /// Why the app failed.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +371,8 @@ pub struct App {
     pub db: DatabaseConnection,
     /// Set on the first start with an empty database.
     pub first_start: Option<FirstStart>,
+    /// The webhook delivery tasks, when [`Config::webhook`] is set.
+    pub webhooks: Option<WebhooksHandle>,
 }
 
 impl App {
@@ -347,7 +419,7 @@ impl App {
         if let Some(keys) = github_keys {
             admin = admin.github_secret_scanning(keys);
         }
-        let mut builder = Keyward::builder(store)
+        let mut builder = Keyward::builder(store.clone())
             .prefix("books")
             .realm("books")
             .catalog(catalog.clone())
@@ -359,6 +431,7 @@ impl App {
             ])
             .trusted_proxies(config.trusted_proxies.clone())
             .usage_flush_interval(config.usage_flush_interval)
+            .expiry_notices(config.expiry_notice_window())
             .callers(auth::BooksCallers::new(
                 db.clone(),
                 sessions.clone(),
@@ -387,6 +460,22 @@ impl App {
             None
         };
 
+        // After the metrics recorder is installed: the workers take their series from it.
+        let webhooks = match &config.webhook {
+            Some(endpoint) => {
+                let webhooks = Webhooks::new(store)
+                    .endpoint(&endpoint.url, endpoint.secret.clone())
+                    .map_err(|err| AppError::Config(format!("BOOKS_WEBHOOK_URL: {err}")))?
+                    .spawn()
+                    .map_err(|err| AppError::Internal(err.to_string()))?;
+                // A new endpoint starts from the newest event: every change made once the
+                // app serves is sent.
+                webhooks.ready().await;
+                Some(webhooks)
+            }
+            None => None,
+        };
+
         let state = AppState {
             db: db.clone(),
             keyward: keyward.clone(),
@@ -398,6 +487,7 @@ impl App {
             keyward,
             db,
             first_start,
+            webhooks,
         })
     }
 }
@@ -491,6 +581,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let task = tokio::spawn(run(
         app.router,
         app.keyward.clone(),
+        app.webhooks,
         listener,
         config.header_read_timeout,
         async {
@@ -510,13 +601,18 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
 async fn run(
     router: Router,
     keyward: Keyward,
+    webhooks: Option<WebhooksHandle>,
     listener: TcpListener,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     server::serve(listener, router, header_read_timeout, shutdown).await;
-    // Requests are done: write the last usage counts.
+    // Requests are done: write the last usage counts, and hand the webhook endpoints over
+    // to another instance (events not sent yet are sent by it, or by the next start).
     keyward.shutdown().await;
+    if let Some(webhooks) = webhooks {
+        webhooks.shutdown().await;
+    }
     Ok(())
 }
 
@@ -546,6 +642,7 @@ pub async fn serve(
     run(
         app.router,
         app.keyward,
+        app.webhooks,
         listener,
         config.header_read_timeout,
         shutdown,
