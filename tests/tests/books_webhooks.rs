@@ -94,6 +94,25 @@ async fn a_key_created_through_the_app_arrives_signed() {
             .all(|(_, body)| !String::from_utf8_lossy(body).contains("Bootstrap")),
     );
 
+    // The delivery is in the app's `/metrics`.
+    let page = keyward_test_support::Http::new(app.addr)
+        .get("/metrics", &[])
+        .await
+        .text;
+    let delivered = page
+        .lines()
+        .find(|line| {
+            line.starts_with(keyward_webhooks::metrics::DELIVERIES)
+                && line.contains("outcome=\"delivered\"")
+        })
+        .unwrap_or_else(|| panic!("no delivery in /metrics:\n{page}"));
+    let count: f64 = delivered
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(count >= 1.0, "{delivered}");
+
     app.stop().await.expect("stops");
     server.abort();
 }
