@@ -3,7 +3,6 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use keyward::{ChangeKind, EventQuery, Json, Keyward, Problem};
 use keyward_core::KeyId;
@@ -65,11 +64,7 @@ pub(crate) async fn list_events(
 fn parse(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<(EventQuery, Option<String>), AdminError> {
-    let Query(pairs) = query.map_err(|rejection| {
-        AdminError::from(
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_request").detail(rejection.body_text()),
-        )
-    })?;
+    let pairs = crate::query::pairs(query)?;
     let mut query = EventQuery::new().limit(PAGE_LIMIT);
     let mut owner = None;
     for (name, value) in pairs {
@@ -100,19 +95,7 @@ fn parse(
                 query = query.since(since.with_timezone(&Utc));
             }
             "owner" => owner = Some(value),
-            "limit" => {
-                let limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=PAGE_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        AdminError::field(
-                            "limit",
-                            format!("must be a number from 1 to {PAGE_LIMIT}"),
-                        )
-                    })?;
-                query = query.limit(limit);
-            }
+            "limit" => query = query.limit(crate::query::page_limit(&value)?),
             "cursor" => {
                 let before: u64 = value.parse().map_err(|_| {
                     AdminError::field("cursor", "is not a cursor this API returned")

@@ -136,6 +136,7 @@ mod events;
 mod leaks;
 mod model;
 mod openapi;
+mod query;
 mod routes;
 mod scanning;
 #[cfg(feature = "ui")]

@@ -72,11 +72,7 @@ pub(crate) async fn list_keys(
     CurrentActor(actor): CurrentActor,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<KeyList>, AdminError> {
-    let Query(pairs) = query.map_err(|rejection| {
-        AdminError::from(
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_request").detail(rejection.body_text()),
-        )
-    })?;
+    let pairs = crate::query::pairs(query)?;
     let mut list = ListQuery {
         limit: PAGE_LIMIT,
         ..ListQuery::default()
@@ -90,18 +86,7 @@ pub(crate) async fn list_keys(
                     AdminError::field("include_revoked", "must be `true` or `false`")
                 })?;
             }
-            "limit" => {
-                list.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=PAGE_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        AdminError::field(
-                            "limit",
-                            format!("must be a number from 1 to {PAGE_LIMIT}"),
-                        )
-                    })?;
-            }
+            "limit" => list.limit = crate::query::page_limit(&value)?,
             "cursor" => {
                 let cursor: ListCursor = value.parse().map_err(|_| {
                     AdminError::field("cursor", "is not a cursor this API returned")

@@ -2,7 +2,6 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use keyward::{Json, Keyward, Problem};
 
 use crate::access::{Operation, authorize};
@@ -50,11 +49,7 @@ pub(crate) async fn key_usage(
 
 /// The `days` of the query: 1 to [`USAGE_DAYS`], that many when absent.
 fn days(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<u32, AdminError> {
-    let Query(pairs) = query.map_err(|rejection| {
-        AdminError::from(
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_request").detail(rejection.body_text()),
-        )
-    })?;
+    let pairs = crate::query::pairs(query)?;
     let mut days = USAGE_DAYS;
     for (name, value) in pairs {
         if name != "days" {
