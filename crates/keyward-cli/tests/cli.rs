@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod common;
+
 use assert_cmd::Command;
-use keyward_core::{AppSettings, KeyStore, ScopeCatalog, TokenFormat, TokenHasher};
-use keyward_sea_orm::SeaOrmStore;
+use keyward_core::{AppSettings, ScopeCatalog, TokenFormat, TokenHasher};
 
 /// A fresh database in its own directory, removed on drop.
 struct Db {
@@ -79,11 +80,7 @@ impl Db {
             cmd.env("KEYWARD_PEPPER", pepper);
         }
         let output = cmd.args(args).output().unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        common::outcome(output)
     }
 
     /// What an application with these prefixes and pepper records when it starts.
@@ -94,25 +91,12 @@ impl Db {
         }
         let hasher = pepper.map_or_else(TokenHasher::sha256, TokenHasher::hmac);
         let settings = AppSettings::new(&format, &catalog(), &hasher, chrono::Utc::now());
-        let url = self.url();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let store = SeaOrmStore::connect(url.as_str()).await.unwrap();
-                store.record_settings(&settings).await.unwrap();
-                store.connection().clone().close().await.unwrap();
-            });
+        common::record_settings(&self.url(), &settings);
     }
 
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         let output = self.cmd().args(args).output().unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        common::outcome(output)
     }
 
     fn create(&self, extra: &[&str]) -> String {
@@ -587,11 +571,7 @@ fn a_pepper_that_is_not_the_applications_is_refused_with_exit_2() {
             .write_stdin(token.clone())
             .output()
             .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        common::outcome(output)
     };
     let (code, stdout, _) = verify(Some("the-app-pepper"));
     assert_eq!(code, 0, "{stdout}");

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod common;
+
 use assert_cmd::Command;
-use keyward_core::{AppSettings, KeyStore, ScopeCatalog, TokenFormat, TokenHasher};
-use keyward_sea_orm::SeaOrmStore;
+use keyward_core::{AppSettings, ScopeCatalog, TokenFormat, TokenHasher};
 use regex::Regex;
 
 /// A database the application `books` has started on, and a tree to scan, in a directory
@@ -37,16 +38,7 @@ impl Fixture {
             &TokenHasher::sha256(),
             chrono::Utc::now(),
         );
-        let url = fixture.url();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let store = SeaOrmStore::connect(url.as_str()).await.unwrap();
-                store.record_settings(&settings).await.unwrap();
-                store.connection().clone().close().await.unwrap();
-            });
+        common::record_settings(&fixture.url(), &settings);
         fixture
     }
 
@@ -74,11 +66,7 @@ impl Fixture {
             .write_stdin(stdin.to_owned())
             .output()
             .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        common::outcome(output)
     }
 
     fn run(&self, args: &[&str]) -> (i32, String, String) {
