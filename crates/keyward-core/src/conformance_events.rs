@@ -322,6 +322,11 @@ pub async fn expiry_notices_once<S: KeyStore>(store: S) {
     );
     let listed = all_events(&store, EventQuery::new().kind(ChangeKind::ExpiringSoon), 10).await;
     assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[0].seq, again[0].seq,
+        "a sweep returns the events as stored"
+    );
+    assert_eq!(listed[2].seq, recorded[0].seq);
 }
 
 /// A notice about a key (`rate_limited`) is recorded with the key's owner and detail; an

@@ -307,8 +307,14 @@ pub fn notice_detail(record: &KeyRecord) -> Value {
     json!({ "name": record.name, "expires_at": opt_time(record.expires_at) })
 }
 
+/// How long after a key's expiry its [`Expired`](ChangeKind::Expired) notice is still
+/// recorded: a sweep looks back this far only, so its work does not grow with every key that
+/// ever expired, and a first deployment does not announce old expiries.
+pub const EXPIRED_NOTICE_LOOKBACK: TimeDelta = TimeDelta::days(30);
+
 /// The expiry notice key `record` (expiring at `expires_at`) is due at `now`, if any:
-/// [`Expired`](ChangeKind::Expired) once the expiry passed (unless revoked),
+/// [`Expired`](ChangeKind::Expired) once the expiry passed (unless revoked; at most
+/// [`EXPIRED_NOTICE_LOOKBACK`] after it),
 /// [`ExpiringSoon`](ChangeKind::ExpiringSoon) inside the window (if active and not revoked).
 /// Shared by the stores so that all decide alike.
 #[must_use]
@@ -321,7 +327,10 @@ pub fn notice_due(
     if record.is_revoked() {
         None
     } else if expires_at <= now {
-        Some(ChangeKind::Expired)
+        let recent = now
+            .checked_sub_signed(EXPIRED_NOTICE_LOOKBACK)
+            .is_none_or(|since| expires_at > since);
+        recent.then_some(ChangeKind::Expired)
     } else if record.active
         && now
             .checked_add_signed(window)
@@ -508,6 +517,32 @@ impl ChangeRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expired_notices_look_back_thirty_days_only() {
+        let now = Utc::now();
+        let issued = crate::NewKey::service("ci")
+            .scopes(["*"])
+            .issue(
+                &crate::ScopeCatalog::builder().build().unwrap(),
+                &crate::TokenFormat::new("books").unwrap(),
+                &crate::TokenHasher::sha256(),
+                now,
+            )
+            .unwrap();
+        let record = issued.record;
+        let week = TimeDelta::days(7);
+        let due = |expires_at| notice_due(&record, expires_at, now, week);
+        assert_eq!(due(now - TimeDelta::days(29)), Some(ChangeKind::Expired));
+        assert_eq!(due(now - EXPIRED_NOTICE_LOOKBACK), None);
+        assert_eq!(
+            due(now + TimeDelta::days(6)),
+            Some(ChangeKind::ExpiringSoon)
+        );
+        assert_eq!(due(now + TimeDelta::days(8)), None);
+        assert_eq!(due(DateTime::<Utc>::MIN_UTC), None, "no overflow");
+        assert_eq!(due(DateTime::<Utc>::MAX_UTC), None);
+    }
 
     #[test]
     fn actors_round_trip_through_their_names() {

@@ -89,8 +89,8 @@ pub use change_log::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{DigestLengthError, TokenDigest, TokenHasher};
 pub use event::{
-    Actor, EventContext, EventPage, EventQuery, EventView, Leak, UnknownActor, event_detail,
-    notice_detail, notice_due,
+    Actor, EXPIRED_NOTICE_LOOKBACK, EventContext, EventPage, EventQuery, EventView, Leak,
+    UnknownActor, event_detail, notice_detail, notice_due,
 };
 pub use input::{IssuedKey, KeyChanges, METADATA_MAX_BYTES, NAME_MAX_CHARS, NewKey, OWNER_MAX_LEN};
 pub use key::{

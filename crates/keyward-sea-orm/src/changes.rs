@@ -146,7 +146,29 @@ impl EventRow {
 
 /// Appends one row in `txn`; the last statement before the commit.
 pub(crate) async fn append(txn: &DatabaseTransaction, row: EventRow) -> Result<(), StoreError> {
-    let row = ActiveModel {
+    Entity::insert(active(row))
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Appends one row in `txn` and gives its sequence number.
+pub(crate) async fn append_returning(
+    txn: &DatabaseTransaction,
+    row: EventRow,
+) -> Result<u64, StoreError> {
+    let inserted = Entity::insert(active(row))
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    u64::try_from(inserted.last_insert_id).map_err(|e| {
+        StoreError::new(StoreErrorKind::Unavailable, "a negative sequence number").with_source(e)
+    })
+}
+
+fn active(row: EventRow) -> ActiveModel {
+    ActiveModel {
         seq: ActiveValue::NotSet,
         key_id: ActiveValue::Set(row.key_id.map(|id| *id.as_uuid())),
         owner: ActiveValue::Set(row.owner),
@@ -155,12 +177,7 @@ pub(crate) async fn append(txn: &DatabaseTransaction, row: EventRow) -> Result<(
         actor: ActiveValue::Set(row.actor),
         client_ip: ActiveValue::Set(row.client_ip),
         detail: ActiveValue::Set(row.detail),
-    };
-    Entity::insert(row)
-        .exec_without_returning(txn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
+    }
 }
 
 /// The one query of a read: the rows after `after` and its gaps, in order, with the oldest

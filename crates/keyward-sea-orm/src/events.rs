@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keyward_core::{
-    ChangeKind, ConsumerLease, EventPage, EventQuery, KeyId, KeyRecord, MAX_PAGE_SIZE, StoreError,
-    notice_due,
+    ChangeKind, ChangeRecord, ConsumerLease, EXPIRED_NOTICE_LOOKBACK, EventContext, EventPage,
+    EventQuery, KeyId, KeyRecord, MAX_PAGE_SIZE, StoreError, notice_detail, notice_due,
 };
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -12,6 +12,7 @@ use sea_orm::{
     DeriveIden, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
+use crate::changes::EventRow;
 use crate::entity::change::{Column as EventColumn, Entity as Events};
 use crate::entity::{Column as KeyColumn, Entity as Keys};
 use crate::error::db_error;
@@ -107,8 +108,12 @@ pub(crate) async fn notices_due(
         .checked_add_signed(window)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let limit = u64::try_from(MAX_PAGE_SIZE).unwrap_or(u64::MAX);
+    let since = now
+        .checked_sub_signed(EXPIRED_NOTICE_LOOKBACK)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let expired = Condition::all()
         .add(KeyColumn::ExpiresAt.lte(micros(now)))
+        .add(KeyColumn::ExpiresAt.gt(micros(since)))
         .add(unclaimed(ChangeKind::Expired));
     let soon = Condition::all()
         .add(KeyColumn::ExpiresAt.gt(micros(now)))
@@ -140,7 +145,7 @@ pub(crate) async fn notices_due(
 
 /// Claims the notice of `kind` for key `id` expiring at `expires_at`: `false` when it exists
 /// already (another sweep recorded it, or is recording it and committed first).
-pub(crate) async fn claim_notice(
+async fn claim_notice(
     txn: &DatabaseTransaction,
     id: KeyId,
     kind: ChangeKind,
@@ -163,6 +168,30 @@ pub(crate) async fn claim_notice(
         }
         Err(err) => Err(db_error(err)),
     }
+}
+
+/// Claims the expiry notice of `kind` for `record`'s current expiry and records its event, in
+/// `txn`, committed here; `None` when another sweep claimed it first.
+pub(crate) async fn record_notice(
+    txn: DatabaseTransaction,
+    record: &KeyRecord,
+    kind: ChangeKind,
+    context: &EventContext,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    let Some(expires_at) = record.expires_at else {
+        return Ok(None);
+    };
+    if !claim_notice(&txn, record.id, kind, expires_at).await? {
+        txn.rollback().await.map_err(db_error)?;
+        return Ok(None);
+    }
+    let detail = notice_detail(record);
+    let row = EventRow::key(record, kind, context, &detail);
+    let seq = crate::changes::append_returning(&txn, row).await?;
+    txn.commit().await.map_err(db_error)?;
+    let event = ChangeRecord::key(seq, record.id, record.owner.clone(), kind, Utc::now())
+        .by(context, detail);
+    Ok(Some(event))
 }
 
 /// Deletes the notices of key `id` (with the key).

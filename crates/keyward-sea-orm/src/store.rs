@@ -5,7 +5,6 @@ use keyward_core::{
     AppSettings, ChangeBatch, ChangeCursor, ChangeKind, ChangeRecord, ChangeStream, ConsumerLease,
     DailyUsage, EventContext, EventPage, EventQuery, KeyId, KeyRecord, KeyStore, KeyUpdate,
     ListQuery, Page, RuleError, SecretRotation, StoreError, TokenDigest, UsageUpdate,
-    notice_detail,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
@@ -304,30 +303,6 @@ impl SeaOrmStore {
         from_model(after)
     }
 
-    /// Claims the expiry notice of `kind` for `record`'s current expiry and records its
-    /// event, in one transaction; `None` when another sweep claimed it first.
-    async fn claim_notice(
-        &self,
-        record: &KeyRecord,
-        kind: ChangeKind,
-        context: &EventContext,
-    ) -> Result<Option<ChangeRecord>, StoreError> {
-        let Some(expires_at) = record.expires_at else {
-            return Ok(None);
-        };
-        let txn = self.begin().await?;
-        if !crate::events::claim_notice(&txn, record.id, kind, expires_at).await? {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(None);
-        }
-        let detail = notice_detail(record);
-        crate::changes::append(&txn, EventRow::key(record, kind, context, &detail)).await?;
-        txn.commit().await.map_err(db_error)?;
-        let event = ChangeRecord::key(0, record.id, record.owner.clone(), kind, Utc::now())
-            .by(context, detail);
-        Ok(Some(event))
-    }
-
     #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_self))]
     fn announce(&self, id: KeyId) {
         #[cfg(feature = "postgres")]
@@ -557,7 +532,8 @@ impl KeyStore for SeaOrmStore {
     ) -> Result<Vec<ChangeRecord>, StoreError> {
         let mut recorded = Vec::new();
         for (record, kind) in crate::events::notices_due(&self.db, now, window).await? {
-            if let Some(event) = self.claim_notice(&record, kind, context).await? {
+            let txn = self.begin().await?;
+            if let Some(event) = crate::events::record_notice(txn, &record, kind, context).await? {
                 recorded.push(event);
             }
         }

@@ -5,10 +5,12 @@
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 
+use crate::entity::Column as KeyColumn;
 use crate::entity::change::Column;
 use crate::events::{Consumers, Notices};
 
 const CHANGES_TABLE: &str = "keyward_changes";
+const EXPIRES_AT_INDEX: &str = "keyward_keys_expires_at_idx";
 
 #[derive(DeriveIden)]
 enum Changes {
@@ -135,10 +137,27 @@ impl MigrationTrait for CreateNoticesAndConsumers {
             consumers.character_set("utf8mb4").collate("utf8mb4_bin");
         }
         manager.create_table(notices).await?;
-        manager.create_table(consumers).await
+        manager.create_table(consumers).await?;
+        // The expiry sweep reads keys by expiry, once a minute on every instance.
+        super::create_index_once(
+            manager,
+            EXPIRES_AT_INDEX,
+            Index::create().col(KeyColumn::ExpiresAt).to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.has_index("keyward_keys", EXPIRES_AT_INDEX).await? {
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name(EXPIRES_AT_INDEX)
+                        .table(Alias::new("keyward_keys"))
+                        .to_owned(),
+                )
+                .await?;
+        }
         for table in [Notices::Table.into_iden(), Consumers::Table.into_iden()] {
             manager
                 .drop_table(Table::drop().table(table).if_exists().to_owned())
