@@ -8,6 +8,7 @@
 //! Run it with `bash benches/load/run.sh` (builds in release mode, installs `wrk` if needed);
 //! `bash benches/load/run.sh --help` lists the options.
 
+mod calls;
 mod child;
 mod counting;
 mod forged;
@@ -36,6 +37,7 @@ loadbench: keyward against no auth, a static bearer check and modo-rs, in one ru
 usage: loadbench [options]
        loadbench serve <kind> [--db URL] [--keys N] [--workers N] [--count-writes]
                        [--trust-loopback] [--count-lookups]
+       loadbench calls <kind> [--requests N] [serve options]
        loadbench pace --addr HOST:PORT --token TOKEN [--forwarded-for IP] [--rate N]
                       [--connections N] [--duration-ms N] [--delay-ms N]
 
@@ -141,6 +143,7 @@ fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => return serve::main(&args[1..]),
+        Some("calls") => return calls::main(&args[1..]),
         Some("pace") => return pace::main(&args[1..]),
         _ => {}
     }

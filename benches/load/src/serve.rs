@@ -81,7 +81,7 @@ impl Kind {
 }
 
 #[derive(Debug)]
-struct ServeOptions {
+pub(crate) struct ServeOptions {
     kind: Kind,
     db: Option<String>,
     keys: usize,
@@ -98,7 +98,7 @@ struct ServeOptions {
     redis: Option<String>,
 }
 
-fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
+pub(crate) fn parse(args: &[String]) -> Result<ServeOptions, BoxError> {
     let mut args = args.iter();
     let kind = args.next().ok_or("serve needs a kind")?;
     let mut options = ServeOptions {
@@ -152,7 +152,7 @@ fn handler() -> Router {
 }
 
 /// What the server must do after it stops serving.
-enum Finish {
+pub(crate) enum Finish {
     Nothing,
     Keyward {
         keyward: Keyward,
@@ -168,34 +168,7 @@ enum Finish {
 }
 
 async fn run(options: ServeOptions) -> Result<(), BoxError> {
-    let (app, tokens, finish) = match options.kind {
-        Kind::Bare => (handler(), Vec::new(), Finish::Nothing),
-        Kind::Static => {
-            // Deprecated upstream as too basic for real use; the cheapest possible check is
-            // exactly the floor this row measures.
-            #[expect(deprecated)]
-            let layer =
-                tower_http::validate_request::ValidateRequestHeaderLayer::bearer(STATIC_TOKEN);
-            (
-                handler().layer(layer),
-                vec![STATIC_TOKEN.to_owned()],
-                Finish::Nothing,
-            )
-        }
-        Kind::KeywardMemory => keyward_app(MemoryStore::new(), None, &options).await?,
-        Kind::KeywardSqlite | Kind::KeywardSqliteNoCache | Kind::KeywardPostgres => {
-            let url = options.db.as_deref().ok_or("this server needs --db")?;
-            let store = SeaOrmStore::connect(url).await?;
-            keyward_sea_orm::migrate(store.connection()).await?;
-            let connection = store.connection().clone();
-            if options.count_writes {
-                install_write_counter(&connection, "keyward_keys", "").await?;
-            }
-            keyward_app(store, Some(connection), &options).await?
-        }
-        Kind::HandRolled => hand_rolled_app(&options).await?,
-    };
-
+    let (app, tokens, finish) = app(&options).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("addr {}", listener.local_addr()?);
     for token in &tokens {
@@ -265,6 +238,37 @@ async fn run(options: ServeOptions) -> Result<(), BoxError> {
     }
     println!("stopped");
     Ok(())
+}
+
+/// The server's router, the tokens its clients send, and what to do when it stops.
+pub(crate) async fn app(options: &ServeOptions) -> Result<(Router, Vec<String>, Finish), BoxError> {
+    Ok(match options.kind {
+        Kind::Bare => (handler(), Vec::new(), Finish::Nothing),
+        Kind::Static => {
+            // Deprecated upstream as too basic for real use; the cheapest possible check is
+            // exactly the floor this row measures.
+            #[expect(deprecated)]
+            let layer =
+                tower_http::validate_request::ValidateRequestHeaderLayer::bearer(STATIC_TOKEN);
+            (
+                handler().layer(layer),
+                vec![STATIC_TOKEN.to_owned()],
+                Finish::Nothing,
+            )
+        }
+        Kind::KeywardMemory => keyward_app(MemoryStore::new(), None, options).await?,
+        Kind::KeywardSqlite | Kind::KeywardSqliteNoCache | Kind::KeywardPostgres => {
+            let url = options.db.as_deref().ok_or("this server needs --db")?;
+            let store = SeaOrmStore::connect(url).await?;
+            keyward_sea_orm::migrate(store.connection()).await?;
+            let connection = store.connection().clone();
+            if options.count_writes {
+                install_write_counter(&connection, "keyward_keys", "").await?;
+            }
+            keyward_app(store, Some(connection), options).await?
+        }
+        Kind::HandRolled => hand_rolled_app(options).await?,
+    })
 }
 
 async fn keyward_app(

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::token::Token;
+use crate::token::TokenRef;
 
 /// The 32-byte digest of a token, the only form in which a key's secret is stored.
 ///
@@ -156,10 +156,10 @@ impl TokenHasher {
         Some(hex)
     }
 
-    /// The digest of `token`.
+    /// The digest of `token` (a [`&Token`](crate::Token) or a [`TokenRef`]).
     #[must_use]
-    pub fn digest(&self, token: &Token) -> TokenDigest {
-        self.digest_str(token.expose_secret())
+    pub fn digest<'a>(&self, token: impl Into<TokenRef<'a>>) -> TokenDigest {
+        self.digest_str(token.into().expose_secret())
     }
 
     fn digest_str(&self, token: &str) -> TokenDigest {
@@ -192,6 +192,7 @@ impl fmt::Debug for TokenHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::Token;
 
     const TOKEN: &str = "books_0123456789ABCDEFGHIJabcdefghij01234567890CyVv0";
 

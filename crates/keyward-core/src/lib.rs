@@ -116,6 +116,6 @@ pub use store::{
 };
 pub use token::{
     CHECK_LEN, KeyHint, PREFIX_MAX_LEN, PREFIX_MIN_LEN, Prefix, PrefixError, SECRET_LEN,
-    TOKEN_REGEX, Token, TokenError, TokenFormat,
+    TOKEN_REGEX, Token, TokenError, TokenFormat, TokenRef,
 };
 pub use validation::{FieldError, ValidationError};

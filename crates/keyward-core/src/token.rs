@@ -142,8 +142,35 @@ fn is_valid_prefix(bytes: &[u8]) -> bool {
         && bytes[0].is_ascii_lowercase()
         && bytes[1..]
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .fold(0, |flags, &b| flags | CLASS[usize::from(b)])
+            & NOT_PREFIX
+            == 0
 }
+
+/// A byte's base62 digit value, with the flags below for bytes outside `[0-9A-Za-z]` and
+/// outside `[a-z0-9]`: one table lookup per byte checks and decodes a token.
+const CLASS: [u8; 256] = {
+    let mut table = [NOT_BASE62 | NOT_PREFIX; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        let byte = ALPHABET[i];
+        let prefix_flag = if byte.is_ascii_uppercase() {
+            NOT_PREFIX
+        } else {
+            0
+        };
+        // `i < 62`: the cast keeps the value.
+        table[byte as usize] = i as u8 | prefix_flag;
+        i += 1;
+    }
+    table
+};
+/// In [`CLASS`]: not a base62 digit.
+const NOT_BASE62: u8 = 0x80;
+/// In [`CLASS`]: not a lowercase letter or a digit, the characters of a prefix.
+const NOT_PREFIX: u8 = 0x40;
+/// In [`CLASS`]: the digit's value.
+const DIGIT_VALUE: u8 = 0x3f;
 
 /// A complete API token, such as `books_…`.
 ///
@@ -201,10 +228,11 @@ impl Token {
     /// [`TokenError::Malformed`] or [`TokenError::Checksum`].
     pub fn parse(s: &str) -> Result<Self, TokenError> {
         let prefix_len = check_token(s.as_bytes())?;
-        Ok(Self {
-            value: Zeroizing::new(s.to_owned()),
+        Ok(TokenRef {
+            value: s,
             prefix_len,
-        })
+        }
+        .to_token())
     }
 
     /// The prefix part, without the underscore.
@@ -224,6 +252,67 @@ impl Token {
     pub fn hint(&self) -> KeyHint {
         let tail = &self.value[self.value.len() - 4..];
         KeyHint(format!("{}_…{tail}", self.prefix()))
+    }
+}
+
+/// A token checked where it lies (a request header, say), without a copy: what a verifier
+/// digests. [`TokenFormat::check`] makes one; a [`Token`] lends one.
+///
+/// # Example
+///
+/// ```
+/// use keyward_core::{TokenFormat, TokenHasher};
+///
+/// let format = TokenFormat::new("books")?;
+/// let token = format.generate();
+/// let header = format!("Bearer {}", token.expose_secret());
+/// let checked = format.check(&header["Bearer ".len()..])?;
+/// assert_eq!(checked.prefix(), "books");
+/// let hasher = TokenHasher::sha256();
+/// assert_eq!(hasher.digest(checked), hasher.digest(&token));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    value: &'a str,
+    prefix_len: usize,
+}
+
+impl<'a> TokenRef<'a> {
+    /// The prefix part, without the underscore.
+    #[must_use]
+    pub fn prefix(&self) -> &'a str {
+        &self.value[..self.prefix_len]
+    }
+
+    /// The whole token. Handle with care: this is the credential.
+    #[must_use]
+    pub fn expose_secret(&self) -> &'a str {
+        self.value
+    }
+
+    /// An owned copy, wiped when dropped.
+    #[must_use]
+    pub fn to_token(&self) -> Token {
+        Token {
+            value: Zeroizing::new(self.value.to_owned()),
+            prefix_len: self.prefix_len,
+        }
+    }
+}
+
+impl<'a> From<&'a Token> for TokenRef<'a> {
+    fn from(token: &'a Token) -> Self {
+        Self {
+            value: &token.value,
+            prefix_len: token.prefix_len,
+        }
+    }
+}
+
+impl fmt::Debug for TokenRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenRef([redacted])")
     }
 }
 
@@ -345,13 +434,22 @@ impl TokenFormat {
     ///
     /// [`TokenError`] describing the class of failure.
     pub fn parse(&self, s: &str) -> Result<Token, TokenError> {
+        self.check(s).map(|token| token.to_token())
+    }
+
+    /// Checks shape, check digits and prefix of `s` where it lies, copying nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError`] describing the class of failure.
+    pub fn check<'a>(&self, s: &'a str) -> Result<TokenRef<'a>, TokenError> {
         let prefix_len = check_token(s.as_bytes())?;
         let prefix = &s[..prefix_len];
         if !self.prefixes.iter().any(|p| p.0 == prefix) {
             return Err(TokenError::UnknownPrefix);
         }
-        Ok(Token {
-            value: Zeroizing::new(s.to_owned()),
+        Ok(TokenRef {
+            value: s,
             prefix_len,
         })
     }
@@ -369,13 +467,19 @@ fn check_token(bytes: &[u8]) -> Result<usize, TokenError> {
         return Err(TokenError::Malformed);
     }
     let body = &bytes[prefix_len + 1..];
-    if !body.iter().all(u8::is_ascii_alphanumeric) {
+    if body
+        .iter()
+        .fold(0, |flags, &b| flags | CLASS[usize::from(b)])
+        & NOT_BASE62
+        != 0
+    {
         return Err(TokenError::Malformed);
     }
     let (covered, check) = bytes.split_at(bytes.len() - CHECK_LEN);
-    match decode_check(check) {
-        Some(expected) if expected == crc32fast::hash(covered) => Ok(prefix_len),
-        _ => Err(TokenError::Checksum),
+    if decode_check(check) == Some(crc32fast::hash(covered)) {
+        Ok(prefix_len)
+    } else {
+        Err(TokenError::Checksum)
     }
 }
 
@@ -389,17 +493,11 @@ fn encode_check(mut value: u32) -> [u8; CHECK_LEN] {
     out
 }
 
+/// The value of base62 `digits` already checked to be base62.
 fn decode_check(digits: &[u8]) -> Option<u32> {
-    let mut value: u64 = 0;
-    for &d in digits {
-        let digit = match d {
-            b'0'..=b'9' => d - b'0',
-            b'A'..=b'Z' => d - b'A' + 10,
-            b'a'..=b'z' => d - b'a' + 36,
-            _ => return None,
-        };
-        value = value * 62 + u64::from(digit);
-    }
+    let value = digits.iter().fold(0_u64, |value, &d| {
+        value * 62 + u64::from(CLASS[usize::from(d)] & DIGIT_VALUE)
+    });
     u32::try_from(value).ok()
 }
 
@@ -473,6 +571,41 @@ mod tests {
                 .unwrap_err(),
             TokenError::Checksum
         );
+    }
+
+    #[test]
+    fn the_byte_table_agrees_with_the_alphabet() {
+        for byte in 0..=u8::MAX {
+            let class = CLASS[usize::from(byte)];
+            assert_eq!(
+                class & NOT_BASE62 == 0,
+                byte.is_ascii_alphanumeric(),
+                "{byte}"
+            );
+            assert_eq!(
+                class & NOT_PREFIX == 0,
+                byte.is_ascii_lowercase() || byte.is_ascii_digit(),
+                "{byte}"
+            );
+            if byte.is_ascii_alphanumeric() {
+                let value = ALPHABET.iter().position(|&a| a == byte).unwrap();
+                assert_eq!(usize::from(class & DIGIT_VALUE), value, "{byte}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_borrows_what_parse_copies() {
+        let format = TokenFormat::new("books").unwrap();
+        let token = format.generate();
+        let header = format!("Bearer {}", token.expose_secret());
+        let checked = format.check(&header[7..]).unwrap();
+        assert_eq!(checked.expose_secret(), token.expose_secret());
+        assert_eq!(checked.prefix(), "books");
+        assert_eq!(checked.to_token(), token);
+        assert_eq!(TokenRef::from(&token), checked);
+        assert_eq!(format!("{checked:?}"), "TokenRef([redacted])");
+        assert_eq!(format.check("books_x"), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -564,6 +697,34 @@ mod tests {
         #[test]
         fn arbitrary_strings_never_panic(s in ".{0,80}") {
             let _ = Token::parse(&s);
+        }
+
+        #[test]
+        fn the_table_driven_check_agrees_with_a_plain_one(
+            s in prop_oneof![
+                "[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{46}",
+                "[a-zA-Z0-9_\u{80}-\u{ff}]{45,70}",
+            ],
+            fix in any::<bool>(),
+        ) {
+            // Half the shapes get their true check digits, so the success path is exercised.
+            let s = match (fix, s.len().checked_sub(CHECK_LEN)) {
+                (true, Some(cut)) if s.is_char_boundary(cut) => {
+                    let covered = &s[..cut];
+                    let check = encode_check(crc32fast::hash(covered.as_bytes()));
+                    format!("{covered}{}", std::str::from_utf8(&check).unwrap())
+                }
+                _ => s,
+            };
+            let plain = is_token_shape(&s) && {
+                let (covered, check) = s.split_at(s.len() - CHECK_LEN);
+                let value = check.bytes().fold(0_u64, |value, d| {
+                    let digit = ALPHABET.iter().position(|&a| a == d).unwrap() as u64;
+                    value * 62 + digit
+                });
+                value == u64::from(crc32fast::hash(covered.as_bytes()))
+            };
+            prop_assert_eq!(Token::parse(&s).is_ok(), plain);
         }
     }
 }

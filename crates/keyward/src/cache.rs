@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use keyward_core::{KeyId, KeyRecord, TokenDigest};
 use moka::sync::Cache;
 
+use crate::hot;
 use crate::principal::Principal;
 use crate::usage::KeyUsage;
 
@@ -124,12 +125,14 @@ pub(crate) enum Grant {
     Unresolved,
 }
 
-/// A cached key.
-pub(crate) enum Cached {
-    Fresh(Arc<Entry>),
+/// What the cache holds for a digest.
+pub(crate) enum Lookup<R> {
+    /// A fresh entry, and what was made of it.
+    Fresh(R),
     /// Older than the TTL but inside the `stale_if_error` window: reload, and use it only if
     /// the store fails.
     Stale(Arc<Entry>),
+    Absent,
 }
 
 /// A digest's bytes. Lookups compare them plainly: a digest of a 238-bit secret gives a timing
@@ -143,14 +146,20 @@ pub(crate) type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 pub(crate) struct VerifyCache {
+    /// Names this cache's entries in the per-thread memo ([`hot`]).
+    id: u64,
     positive: Cache<Key, Arc<Entry>, Hasher>,
-    /// The TTL, when entries are kept longer for `stale_if_error`.
-    fresh_for: Option<Duration>,
+    /// How long an entry is used without asking the store again (the TTL).
+    fresh_for: Duration,
+    /// Whether entries are kept past their TTL, for `stale_if_error`.
+    keeps_stale: bool,
     negative: Option<Cache<Key, (), Hasher>>,
     /// Key id → digests cached for it. Inserts and invalidations take this lock, so an entry
     /// read from the store before an invalidation is never inserted after it.
     index: Mutex<HashMap<KeyId, Vec<Key>>>,
-    /// Bumped by every invalidation; a lookup that started before a bump does not insert.
+    /// Bumped by every invalidation before and after it removes entries: a store lookup that
+    /// started before the first bump does not insert, and a memo of an entry read before the
+    /// second is not used ([`hot`]).
     epoch: AtomicU64,
 }
 
@@ -169,24 +178,46 @@ impl VerifyCache {
                     .build_with_hasher(Hasher::default())
             });
         Some(Self {
+            id: hot::id(),
             positive: Cache::builder()
                 .time_to_live(config.ttl.saturating_add(stale_if_error))
                 .max_capacity(config.capacity)
                 .build_with_hasher(Hasher::default()),
-            fresh_for: (!stale_if_error.is_zero()).then_some(config.ttl),
+            fresh_for: config.ttl,
+            keeps_stale: !stale_if_error.is_zero(),
             negative,
             index: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
         })
     }
 
-    /// The key cached for `digest`, if any.
-    pub(crate) fn get(&self, digest: &TokenDigest) -> Option<Cached> {
-        let entry = self.positive.get(digest.as_bytes())?;
-        Some(match self.fresh_for {
-            Some(ttl) if entry.loaded_at.elapsed() >= ttl => Cached::Stale(entry),
-            _ => Cached::Fresh(entry),
-        })
+    /// The key cached for `digest`: `use_fresh` applied to it if it is fresh. This thread's
+    /// memo of the entry ([`hot`]) answers first.
+    pub(crate) fn lookup<R>(
+        &self,
+        digest: &TokenDigest,
+        use_fresh: impl Fn(&Entry) -> R,
+    ) -> Lookup<R> {
+        let key = digest.as_bytes();
+        // Loaded before the shared cache is read, so that an invalidation running meanwhile
+        // outdates the memo taken below.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let now = Instant::now();
+        if let Some(result) = hot::with(self.id, epoch, key, now, &use_fresh) {
+            return Lookup::Fresh(result);
+        }
+        let Some(entry) = self.positive.get(key) else {
+            return Lookup::Absent;
+        };
+        match entry.loaded_at.checked_add(self.fresh_for) {
+            Some(until) if until <= now && self.keeps_stale => Lookup::Stale(entry),
+            fresh_until => {
+                if let Some(until) = fresh_until {
+                    hot::remember(self.id, epoch, key, until, &entry);
+                }
+                Lookup::Fresh(use_fresh(&entry))
+            }
+        }
     }
 
     /// Whether the store recently said no key has `digest`.
@@ -239,6 +270,13 @@ impl VerifyCache {
         for key in keys.unwrap_or_default() {
             self.positive.invalidate(&key);
         }
+        self.outdate_memos();
+    }
+
+    /// The second bump of an invalidation (see [`epoch`](Self::epoch)): memos of entries read
+    /// before the entries were removed are not used again.
+    fn outdate_memos(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets that `digest` was unknown (a key with it was just created).
@@ -259,6 +297,7 @@ impl VerifyCache {
                 self.positive.invalidate(&*key);
             }
         }
+        self.outdate_memos();
     }
 
     pub(crate) fn invalidate_all(&self) {
@@ -269,5 +308,10 @@ impl VerifyCache {
         if let Some(negative) = &self.negative {
             negative.invalidate_all();
         }
+        self.outdate_memos();
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

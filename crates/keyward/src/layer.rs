@@ -188,14 +188,24 @@ where
                 return self.refuse(req, ip, err);
             }
         };
-        let span = tracing::debug_span!("keyward.verify", key_id = Empty, outcome = Empty);
-        let step = span.in_scope(|| inner.start(token.as_str(), ip));
+        // Asked first: a disabled span still costs its fields' records, which `tracing`
+        // offers the `log` crate when a dependency turns its `log` feature on.
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!("keyward.verify", key_id = Empty, outcome = Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let step = if span.is_disabled() {
+            inner.start(token.as_str(), ip)
+        } else {
+            span.in_scope(|| inner.start(token.as_str(), ip))
+        };
         drop(token);
         match step {
             Step::Done(Ok(admitted)) if !rate::is_pending(&admitted) => {
                 record(inner, &span, Ok(&admitted));
                 let rate = admitted.rate.and_then(RateCheck::state);
-                let req = self.with(req, ip, Verdict::Caller(admitted.principal));
+                self.with(&mut req, ip, Verdict::Caller(admitted.principal));
                 ResponseFuture::inner(self.inner.call(req), rate, self.hook())
             }
             Step::Done(Ok(admitted)) => {
@@ -248,14 +258,14 @@ impl<S> KeywardService<S> {
         self.keyward.inner.error_response.clone()
     }
 
-    /// `req` with what extractors and guards need in its extensions.
-    fn with<B>(&self, mut req: Request<B>, ip: Option<IpAddr>, verdict: Verdict) -> Request<B> {
+    /// Leaves in `req`'s extensions what extractors and guards need (in place: a request is
+    /// large to move).
+    fn with<B>(&self, req: &mut Request<B>, ip: Option<IpAddr>, verdict: Verdict) {
         req.extensions_mut().insert(extract::Context {
             keyward: self.keyward.clone(),
             ip,
             verdict,
         });
-        req
     }
 }
 
@@ -289,14 +299,14 @@ impl<S> KeywardService<S> {
     /// is asked later, if a guard needs the caller); in required mode, only with a session.
     fn anonymous<ReqBody: Send + 'static>(
         &mut self,
-        req: Request<ReqBody>,
+        mut req: Request<ReqBody>,
         ip: Option<IpAddr>,
     ) -> ResponseFuture<S::Future, S::Error>
     where
         S: InnerService<ReqBody>,
     {
         if self.mode != Mode::Required {
-            let req = self.with(req, ip, Verdict::Anonymous);
+            self.with(&mut req, ip, Verdict::Anonymous);
             return ResponseFuture::inner(self.inner.call(req), None, self.hook());
         }
         if self.keyward.inner.callers.is_none() {
@@ -306,7 +316,8 @@ impl<S> KeywardService<S> {
         }
         let mut this = self.take_ready();
         ResponseFuture::boxed(async move {
-            let (mut parts, body) = this.with(req, ip, Verdict::Anonymous).into_parts();
+            this.with(&mut req, ip, Verdict::Anonymous);
+            let (mut parts, body) = req.into_parts();
             if let Err(rejection) = required_caller(&mut parts).await {
                 this.keyward.inner.metrics.refused(rejection.error());
                 return Ok(rejection.into_response());
@@ -319,7 +330,7 @@ impl<S> KeywardService<S> {
     /// A refused credential: answered at once, or passed on when refusals are deferred.
     fn refuse<ReqBody>(
         &mut self,
-        req: Request<ReqBody>,
+        mut req: Request<ReqBody>,
         ip: Option<IpAddr>,
         error: AuthError,
     ) -> ResponseFuture<S::Future, S::Error>
@@ -327,7 +338,7 @@ impl<S> KeywardService<S> {
         S: InnerService<ReqBody>,
     {
         if self.mode == Mode::Deferring {
-            let req = self.with(req, ip, Verdict::Refused(Arc::new(error)));
+            self.with(&mut req, ip, Verdict::Refused(Arc::new(error)));
             ResponseFuture::inner(self.inner.call(req), None, self.hook())
         } else {
             ResponseFuture::reject(self.keyward.inner.respond(&error))
@@ -337,7 +348,7 @@ impl<S> KeywardService<S> {
     /// The end of a verification that had to read the store.
     async fn answer<ReqBody>(
         mut self,
-        req: Request<ReqBody>,
+        mut req: Request<ReqBody>,
         ip: Option<IpAddr>,
         result: Result<Admitted, AuthError>,
     ) -> Result<Response, S::Error>
@@ -352,16 +363,18 @@ impl<S> KeywardService<S> {
             Err(err) if self.mode == Mode::Deferring => (Verdict::Refused(Arc::new(err)), None),
             Err(err) => return Ok(self.keyward.inner.respond(&err)),
         };
-        let req = self.with(req, ip, verdict);
+        self.with(&mut req, ip, verdict);
         let response = self.inner.call(req).await?;
         Ok(finish_response(response, rate, self.hook().as_ref()))
     }
 }
 
-/// Counts the outcome and records it in the verification's span.
+/// Counts the outcome and records it in the verification's span. An accepted key costs
+/// nothing more when no subscriber wants the span.
 fn record(inner: &Inner, span: &tracing::Span, result: Result<&Admitted, &AuthError>) {
     inner.metrics.verified(result);
     match result {
+        Ok(_) if span.is_disabled() => {}
         Ok(admitted) => {
             if let Some(key_id) = admitted.principal.key_id() {
                 span.record("key_id", display(key_id));

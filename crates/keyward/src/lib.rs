@@ -115,6 +115,7 @@ mod feed;
 mod guard;
 mod handle;
 mod hide;
+mod hot;
 mod ip;
 mod json;
 mod layer;

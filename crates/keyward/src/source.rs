@@ -1,7 +1,7 @@
 //! Where a request carries its API key.
 
 use http::Request;
-use http::header::{AUTHORIZATION, Entry, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use zeroize::Zeroizing;
 
 use crate::query::{TakenQuery, hide_query, percent_decode, query_values};
@@ -86,7 +86,7 @@ pub(crate) struct Sources {
 /// A credential taken out of a request: the header value it came in (shared, not copied)
 /// or the decoded query parameter (wiped on drop).
 pub(crate) enum Credential {
-    /// `value[start..end]` is the token, checked to be UTF-8.
+    /// `value[start..end]` is the token, not empty; [`UNREADABLE`] unless UTF-8.
     Header {
         value: HeaderValue,
         start: usize,
@@ -98,11 +98,12 @@ pub(crate) enum Credential {
 }
 
 impl Credential {
+    /// `value[start..end]`, read as text when the token is used ([`as_str`](Self::as_str)).
     fn header(value: HeaderValue, start: usize, end: usize) -> Self {
-        let bytes = value.as_bytes();
-        match std::str::from_utf8(&bytes[start..end]) {
-            Ok(text) if !text.is_empty() => Self::Header { value, start, end },
-            _ => Self::Unreadable,
+        if start < end {
+            Self::Header { value, start, end }
+        } else {
+            Self::Unreadable
         }
     }
 
@@ -233,8 +234,8 @@ impl Sources {
         let headers = req.headers_mut();
         if self.bearer || self.token {
             let mut ours = false;
-            for header in headers.get_all(AUTHORIZATION) {
-                if let Some(credential) = self.authorization(header) {
+            for value in headers.get_all(AUTHORIZATION) {
+                if let Some(credential) = self.authorization(value) {
                     offer(credential)?;
                     ours = true;
                 }
@@ -244,14 +245,14 @@ impl Sources {
             }
         }
         for name in &self.headers {
-            if !hide {
-                for value in headers.get_all(name) {
-                    offer(Credential::bare(value.clone()))?;
-                }
-            } else if let Entry::Occupied(entry) = headers.entry(name) {
-                for value in entry.remove_entry_mult().1 {
-                    offer(Credential::bare(value))?;
-                }
+            // `get_all` and `remove`, not `entry`, which reserves room for a new header.
+            let mut found = false;
+            for value in headers.get_all(name) {
+                offer(Credential::bare(value.clone()))?;
+                found = true;
+            }
+            if found && hide {
+                headers.remove(name);
             }
         }
         if let Some(name) = &self.query {
@@ -282,31 +283,29 @@ impl Sources {
         let bytes = header.as_bytes();
         let start = bytes.len() - bytes.trim_ascii_start().len();
         let rest = &bytes[start..];
-        if rest.is_empty() {
-            return None;
-        }
         let scheme_len = rest
             .iter()
             .position(|&b| b == b' ' || b == b'\t')
             .unwrap_or(rest.len());
         let scheme = &rest[..scheme_len];
-        if !scheme.iter().all(|&b| is_tchar(b)) {
+        let ours = match scheme_len {
+            6 => self.bearer && scheme.eq_ignore_ascii_case(b"bearer"),
+            5 => self.token && scheme.eq_ignore_ascii_case(b"token"),
+            0 => return None,
+            _ => false,
+        };
+        if !ours {
             // Not a scheme at all (RFC 9110 section 11.1): nothing tells whose it is, and a
             // credential must not pass as absent.
-            return Some(Credential::Unreadable);
+            return (!scheme.iter().all(|&b| is_tchar(b))).then_some(Credential::Unreadable);
         }
-        let ours = (self.bearer && scheme.eq_ignore_ascii_case(b"bearer"))
-            || (self.token && scheme.eq_ignore_ascii_case(b"token"));
-        if !ours {
-            return None;
-        }
-        let after = start + scheme_len;
-        let token = bytes[after..].trim_ascii();
-        let token_start = after + (bytes[after..].len() - bytes[after..].trim_ascii_start().len());
+        let after = &rest[scheme_len..];
+        let token_start = start + scheme_len + (after.len() - after.trim_ascii_start().len());
+        let token_end = start + scheme_len + after.trim_ascii_end().len();
         Some(Credential::header(
             header.clone(),
             token_start,
-            token_start + token.len(),
+            token_end.max(token_start),
         ))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use keyward_core::{KeyKind, KeyRecord, TokenDigest, policy};
 
-use crate::cache::{Cached, Entry, Grant};
+use crate::cache::{Entry, Grant, Lookup};
 use crate::callers::CallerError;
 use crate::circuit::PermitGuard;
 use crate::handle::Inner;
@@ -70,26 +70,26 @@ impl Inner {
     /// The clock is read only for a well-formed token, and a client whose failure budget is
     /// spent costs a digest and two lookups: garbage and floods cost little.
     pub(crate) fn start(&self, token: &str, ip: Option<IpAddr>) -> Step {
-        let Ok(parsed) = self.format.parse(token) else {
+        let Ok(checked) = self.format.check(token) else {
             return Step::Done(Err(AuthError::InvalidToken(InvalidToken::Malformed)));
         };
-        let digest = self.hasher.digest(&parsed);
-        drop(parsed);
+        let digest = self.hasher.digest(checked);
         let cache = self.cache.as_ref();
-        let stale = match cache.map(|cache| cache.get(&digest)) {
-            Some(Some(Cached::Fresh(entry))) => {
+        let hit = |entry: &Entry| {
+            let now = self.clock.now();
+            self.check(entry, &digest, now, ip)
+                .and_then(|principal| self.admit(entry, principal, now, ip))
+        };
+        let stale = match cache.map(|cache| cache.lookup(&digest, hit)) {
+            Some(Lookup::Fresh(result)) => {
                 self.metrics.cache_hits.increment(1);
-                let now = self.clock.now();
-                let checked = self.check(&entry, &digest, now, ip);
-                return Step::Done(
-                    checked.and_then(|principal| self.admit(&entry, principal, now, ip)),
-                );
+                return Step::Done(result);
             }
-            Some(Some(Cached::Stale(entry))) => {
+            Some(Lookup::Stale(entry)) => {
                 self.metrics.cache_misses.increment(1);
                 Some(entry)
             }
-            Some(None) => {
+            Some(Lookup::Absent) => {
                 self.metrics.cache_misses.increment(1);
                 None
             }
