@@ -4,7 +4,9 @@
 //! timings on a shared machine; the difference between two kinds is the middleware's own work.
 //!
 //! Each request is what hyper hands the router for `wrk`'s request: `GET /` with `Host` and the
-//! token in `Authorization: Bearer`, and the peer address as axum's `ConnectInfo`.
+//! token in `Authorization: Bearer`, and the peer address as axum's `ConnectInfo`. The token is
+//! the server's valid key (cache hits) or, with `--forged`, a different well-formed token no
+//! key has on every request, from a client whose failure budget is spent.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,18 +19,24 @@ use http::{HeaderValue, Request, StatusCode};
 use tower::Service;
 
 use crate::BoxError;
+use crate::forged::Forger;
 use crate::serve::{self, Finish};
 
-/// Runs `loadbench calls <kind> [--requests N] [serve options]`.
+/// Forged tokens sent before the measured ones with `--forged`: more than the default failure
+/// budget, so that the measured ones are the flood of a client whose budget is spent.
+const FORGED_WARM_UP: usize = 100;
+
+/// Runs `loadbench calls <kind> [--requests N] [--forged] [serve options]`.
 pub(crate) fn main(args: &[String]) -> Result<(), BoxError> {
     let mut requests = 100_000_usize;
+    let mut forged = false;
     let mut rest = Vec::with_capacity(args.len());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        if arg == "--requests" {
-            requests = args.next().ok_or("--requests needs a value")?.parse()?;
-        } else {
-            rest.push(arg.clone());
+        match arg.as_str() {
+            "--requests" => requests = args.next().ok_or("--requests needs a value")?.parse()?,
+            "--forged" => forged = true,
+            _ => rest.push(arg.clone()),
         }
     }
     let options = serve::parse(&rest)?;
@@ -36,15 +44,27 @@ pub(crate) fn main(args: &[String]) -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     let (app, tokens, finish) = runtime.block_on(serve::app(&options))?;
-    let token = tokens.first().cloned().unwrap_or_default();
+    // The valid key, again and again (cache hits), or a different forged token every time.
+    let tokens = if forged {
+        let mut forger = Forger::new("bench")?;
+        (0..FORGED_WARM_UP + requests)
+            .map(|_| forger.token())
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![tokens.first().cloned().unwrap_or_default(); 1 + requests]
+    };
+    let (warm_up, measured) = tokens.split_at(if forged { FORGED_WARM_UP } else { 1 });
     // As `axum::serve` does (`into_make_service`): the routes made once, with the state.
     let mut service = app.with_state::<()>(()).into_service::<Body>();
-    // The first request fills the cache, so that `drive` measures cache hits only.
+    // Fills the cache, or spends the failure budget, so that `drive` measures what follows.
     runtime.block_on(async {
-        let warm = service.call(request(&token, 1)).await;
-        warm.map(drop).map_err(|never| match never {})
+        for token in warm_up {
+            let warm = service.call(request(token, 1)).await;
+            warm.map(drop).map_err(|never| match never {})?;
+        }
+        Ok::<_, BoxError>(())
     })?;
-    let statuses = runtime.block_on(async { drive(&mut service, &token, requests) });
+    let statuses = runtime.block_on(async { drive(&mut service, measured) });
     println!("requests {requests} statuses {statuses:?}");
     if let Finish::Keyward { keyward, .. } = finish {
         runtime.block_on(keyward.shutdown());
@@ -76,15 +96,15 @@ fn value(bytes: Bytes) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes).expect("a valid header value")
 }
 
-/// Calls `service` `count` times with `token`; returns how many answers had each status.
+/// Calls `service` once with each token; returns how many answers had each status.
 /// Callgrind's `--toggle-collect` names this function to count only these calls.
 #[inline(never)]
-fn drive<S>(service: &mut S, token: &str, count: usize) -> Vec<(StatusCode, usize)>
+fn drive<S>(service: &mut S, tokens: &[String]) -> Vec<(StatusCode, usize)>
 where
     S: Service<Request<Body>, Response = axum::response::Response, Error = Infallible>,
 {
     let mut statuses: Vec<(StatusCode, usize)> = Vec::new();
-    for _ in 0..count {
+    for token in tokens {
         let response = service
             .call(request(token, 0))
             .now_or_never()

@@ -23,7 +23,7 @@ const SCRIPT: &str = include_str!("../forged.lua");
 /// the prefix, a 40-character base-62 secret (the token's index, then splitmix64 output),
 /// and the six base-62 check digits of its CRC-32. Each is checked with keyward's own parser.
 #[derive(Debug)]
-struct Forger {
+pub(crate) struct Forger {
     format: TokenFormat,
     prefix: String,
     state: u64,
@@ -37,7 +37,7 @@ const SECRET_LEN: usize = 40;
 const INDEX_LEN: usize = 10;
 
 impl Forger {
-    fn new(prefix: &str) -> Result<Self, BoxError> {
+    pub(crate) fn new(prefix: &str) -> Result<Self, BoxError> {
         let mut crc_table = [0u32; 256];
         for (byte, slot) in (0u32..).zip(crc_table.iter_mut()) {
             let mut crc = byte;
@@ -83,6 +83,13 @@ impl Forger {
             *slot = ALPHABET[(value % 62) as usize];
             value /= 62;
         }
+    }
+
+    /// The next token as a string.
+    pub(crate) fn token(&mut self) -> Result<String, BoxError> {
+        let mut token = Vec::new();
+        self.next(&mut token)?;
+        Ok(String::from_utf8(token)?)
     }
 
     /// The next token, different from every earlier one.

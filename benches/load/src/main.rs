@@ -37,7 +37,7 @@ loadbench: keyward against no auth, a static bearer check and modo-rs, in one ru
 usage: loadbench [options]
        loadbench serve <kind> [--db URL] [--keys N] [--workers N] [--count-writes]
                        [--trust-loopback] [--count-lookups]
-       loadbench calls <kind> [--requests N] [serve options]
+       loadbench calls <kind> [--requests N] [--forged] [serve options]
        loadbench pace --addr HOST:PORT --token TOKEN [--forwarded-for IP] [--rate N]
                       [--connections N] [--duration-ms N] [--delay-ms N]
 
