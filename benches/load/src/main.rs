@@ -57,6 +57,9 @@ options:
   --paced-connections N  its keep-alive connections (default 16)
   --forged-per-second N  forged tokens set aside per second of a flood run, above what wrk
                          can send, so that none repeats (default 250000)
+  --paired               run each row's baseline (bare axum) again right before the row in
+                         every round, and give × bare as the median of those pairs' ratios:
+                         steadier on a machine whose speed drifts
   --redis URL            also measure keyward-redis (MemoryStore, cache on): a rate-limited key
                          on the Redis limiter and on the in-memory one, and a key without a
                          limit with Redis configured (the limit is high enough that every
@@ -81,6 +84,8 @@ struct Options {
     paced_connections: usize,
     forged_per_second: u64,
     redis: Option<String>,
+    /// Run each row's baseline right before it and compare the two (`--paired`).
+    paired: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, BoxError> {
@@ -100,6 +105,7 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         paced_connections: 16,
         forged_per_second: 250_000,
         redis: None,
+        paired: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -118,6 +124,7 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             "--paced-connections" => options.paced_connections = value()?.parse()?,
             "--forged-per-second" => options.forged_per_second = value()?.parse()?,
             "--redis" => options.redis = Some(value()?.clone()),
+            "--paired" => options.paired = true,
             "--quick" => {
                 options.duration = Duration::from_secs(1);
                 options.rounds = 1;
@@ -226,7 +233,7 @@ impl Drop for Scratch {
 }
 
 /// How a step drives its server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Drive {
     /// wrk with `Authorization: Bearer token` on every request.
     Wrk { token: String },
@@ -250,6 +257,9 @@ struct Target {
     samples: Vec<Sample>,
     /// The flood beside a paced client, one per round.
     flood_samples: Vec<Sample>,
+    /// With `--paired`: this row's rate over its baseline's, measured right before it, per
+    /// round.
+    pair_ratios: Vec<f64>,
 }
 
 /// The client identities of the well-behaved-client scenario (documentation ranges), sent as
@@ -483,6 +493,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
         expect,
         samples: Vec::new(),
         flood_samples: Vec::new(),
+        pair_ratios: Vec::new(),
     };
     let wrk = |token: &str| Drive::Wrk {
         token: token.to_owned(),
@@ -645,12 +656,30 @@ async fn run(options: Options) -> Result<(), BoxError> {
         let offset = round % targets.len();
         for step in 0..targets.len() {
             let i = (offset + step) % targets.len();
+            let base = targets[i].baseline;
+            let paired = if options.paired && base != i {
+                let drive = targets[base].drive.clone();
+                let server = &mut servers[targets[base].server];
+                let (sample, _) = harness.step(&drive, server, options.duration).await?;
+                log_sample(
+                    round,
+                    options.rounds,
+                    "  its baseline, just before",
+                    &sample,
+                );
+                Some(sample.requests_per_sec)
+            } else {
+                None
+            };
             let target = &mut targets[i];
             let server = &mut servers[target.server];
             let (sample, flood) = harness
                 .step(&target.drive, server, options.duration)
                 .await?;
             log_sample(round, options.rounds, target.label, &sample);
+            if let Some(base_rate) = paired {
+                target.pair_ratios.push(sample.requests_per_sec / base_rate);
+            }
             if let Some(flood) = flood {
                 log_sample(round, options.rounds, "  the flood beside it", &flood);
                 target.flood_samples.push(flood);
@@ -680,7 +709,10 @@ async fn run(options: Options) -> Result<(), BoxError> {
         429,
     ));
     baselines.push(None);
-    let table = Table::new(rows, &baselines);
+    let mut table = Table::new(rows, &baselines);
+    if options.paired {
+        table.use_pairs(targets.iter().map(|target| target.pair_ratios.as_slice()));
+    }
     let sum_stats = |samples: &[Sample]| {
         samples
             .iter()
@@ -764,8 +796,14 @@ fn options_summary(options: &Options, server_cpu: Option<usize>, wrk_cpu: Option
         (Some(server), Some(wrk)) => format!("servers pinned to CPU {server}, wrk to CPU {wrk}"),
         _ => "no CPU pinning".to_owned(),
     };
+    let ratios = if options.paired {
+        "; each row's baseline run again right before it in every round, and × bare the median \
+         of those pairs' ratios (req/s, p50, p99 and CPU stay medians of the row's own runs)"
+    } else {
+        ""
+    };
     format!(
-        "wrk -t{} -c{} -d{}s --latency, {} interleaved round(s), rotating order, medians; \
+        "wrk -t{} -c{} -d{}s --latency, {} interleaved round(s), rotating order, medians{ratios}; \
          each server a separate process with {} Tokio worker thread(s); {pinning}",
         options.wrk_threads,
         options.connections,

@@ -158,6 +158,16 @@ impl Table {
         }
     }
 
+    /// Replaces each row's ratio with the median of `pairs`, the ratios of its runs to its
+    /// baseline's run right before (rows without pairs keep theirs).
+    pub(crate) fn use_pairs<'a>(&mut self, pairs: impl IntoIterator<Item = &'a [f64]>) {
+        for ((_, ratio), pairs) in self.rows.iter_mut().zip(pairs) {
+            if !pairs.is_empty() {
+                *ratio = Some(median(pairs.to_vec()));
+            }
+        }
+    }
+
     fn ratio(&self, label: &str) -> Option<f64> {
         self.rows
             .iter()

@@ -27,6 +27,11 @@ use crate::usage::KeyUsage;
 /// [poll interval](crate::KeywardBuilder::change_poll_interval) (500 ms by default); the TTL
 /// bounds staleness for stores with neither.
 ///
+/// In front of the shared cache each thread keeps a memo of the last few dozen keys it found
+/// there (at most 64 per thread), so that a cache hit costs little more than a thread-local
+/// array lookup. The memo follows the cache: an invalidation ends it at once, and so does the
+/// TTL.
+///
 /// # Example
 ///
 /// ```
@@ -202,15 +207,14 @@ impl VerifyCache {
         // Loaded before the shared cache is read, so that an invalidation running meanwhile
         // outdates the memo taken below.
         let epoch = self.epoch.load(Ordering::Acquire);
-        let now = Instant::now();
-        if let Some(result) = hot::with(self.id, epoch, key, now, &use_fresh) {
+        if let Some(result) = hot::with(self.id, epoch, key, &use_fresh) {
             return Lookup::Fresh(result);
         }
         let Some(entry) = self.positive.get(key) else {
             return Lookup::Absent;
         };
         match entry.loaded_at.checked_add(self.fresh_for) {
-            Some(until) if until <= now && self.keeps_stale => Lookup::Stale(entry),
+            Some(until) if self.keeps_stale && until <= Instant::now() => Lookup::Stale(entry),
             fresh_until => {
                 if let Some(until) = fresh_until {
                     hot::remember(self.id, epoch, key, until, &entry);

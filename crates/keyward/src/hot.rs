@@ -47,12 +47,11 @@ fn slot(digest: &[u8; 32]) -> usize {
 }
 
 /// Runs `f` on the entry this thread remembers for `digest` from cache `cache` at `epoch`,
-/// if it is still fresh at `now`.
+/// if it is still fresh. The clock is read only for a remembered digest.
 pub(crate) fn with<R>(
     cache: u64,
     epoch: u64,
     digest: &[u8; 32],
-    now: Instant,
     f: impl Fn(&Entry) -> R,
 ) -> Option<R> {
     MEMO.try_with(|memo| {
@@ -62,7 +61,7 @@ pub(crate) fn with<R>(
                 if slot.cache == cache
                     && slot.epoch == epoch
                     && slot.digest == *digest
-                    && now < slot.fresh_until =>
+                    && Instant::now() < slot.fresh_until =>
             {
                 Some(f(&slot.entry))
             }
