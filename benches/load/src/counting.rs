@@ -89,6 +89,21 @@ impl<B: FailureBudget> FailureBudget for CountingBudget<B> {
         self.lookups.charged.fetch_add(1, Ordering::Relaxed);
         self.inner.charge(client);
     }
+
+    fn reserve(&self, client: IpAddr) -> Result<bool, Duration> {
+        let reserved = self.inner.reserve(client);
+        if reserved.is_err() {
+            self.lookups.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        reserved
+    }
+
+    fn settle(&self, client: IpAddr, failed: bool) {
+        if failed {
+            self.lookups.charged.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.settle(client, failed);
+    }
 }
 
 #[cfg(test)]

@@ -113,33 +113,58 @@ impl RedisFailureBudget {
 impl FailureBudget for RedisFailureBudget {
     fn exhausted(&self, client: IpAddr) -> Option<Duration> {
         let shared = &*self.shared;
-        if let Some(wait) = shared.local.exhausted(client) {
-            return Some(wait);
+        shared
+            .local
+            .exhausted(client)
+            .or_else(|| shared.spent_in_cluster(client))
+    }
+
+    fn charge(&self, client: IpAddr) {
+        self.shared.local.charge(client);
+        self.shared.queue(client);
+    }
+
+    /// Units are taken from the local budget, so this instance's lookups in flight count at
+    /// once; the cluster learns of the failures they end in.
+    fn reserve(&self, client: IpAddr) -> Result<bool, Duration> {
+        let shared = &*self.shared;
+        match shared.spent_in_cluster(client) {
+            Some(wait) => Err(wait),
+            None => shared.local.reserve(client),
         }
-        let bucket = bucket(client);
-        let (window, into) = shared.window_now();
-        let totals = shared.totals.read().unwrap_or_else(PoisonError::into_inner);
-        match totals.get(&bucket) {
-            Some(&(seen, failures)) if seen == window && failures >= shared.limit.max(1) => {
-                Some(shared.window.saturating_sub(into))
+    }
+
+    fn settle(&self, client: IpAddr, failed: bool) {
+        self.shared.local.settle(client, failed);
+        if failed {
+            self.shared.queue(client);
+        }
+    }
+}
+
+impl Shared {
+    /// Whether the cluster's total for `client`, as last read, spent the budget.
+    fn spent_in_cluster(&self, client: IpAddr) -> Option<Duration> {
+        let (window, into) = self.window_now();
+        let totals = self.totals.read().unwrap_or_else(PoisonError::into_inner);
+        match totals.get(&bucket(client)) {
+            Some(&(seen, failures)) if seen == window && failures >= self.limit.max(1) => {
+                Some(self.window.saturating_sub(into))
             }
             _ => None,
         }
     }
 
-    fn charge(&self, client: IpAddr) {
-        let shared = &*self.shared;
-        shared.local.charge(client);
-        *shared
+    /// Queues one failure of `client` for the next sync.
+    fn queue(&self, client: IpAddr) {
+        *self
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(bucket(client))
             .or_default() += 1;
     }
-}
 
-impl Shared {
     /// The current shared window's number and how far into it we are.
     fn window_now(&self) -> (u64, Duration) {
         let since_epoch = SystemTime::now()

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -24,7 +24,12 @@ use crate::refused::RefusedClients;
 /// or the forwarded address when the peer is a trusted proxy). Requests without a known client
 /// address (a server without `ConnectInfo`) are not budgeted.
 ///
-/// Both methods are called on the request path and must not block: an implementation that
+/// A budget may also take a unit ahead of each store lookup ([`reserve`](Self::reserve)), so
+/// that the lookups a client has in flight at once count against it too: a client flooding
+/// over many connections then costs at most its budget in lookups, not its budget plus the
+/// lookups already running when the last unit was spent. [`LocalFailureBudget`] does.
+///
+/// The methods are called on the request path and must not block: an implementation that
 /// shares its counts across instances keeps a local view and updates it in the background.
 /// [`LocalFailureBudget`] is the in-memory implementation and the default.
 pub trait FailureBudget: fmt::Debug + Send + Sync + 'static {
@@ -33,11 +38,35 @@ pub trait FailureBudget: fmt::Debug + Send + Sync + 'static {
 
     /// Charges one failed verification to `client`.
     fn charge(&self, client: IpAddr);
+
+    /// Called before a store lookup for `client`'s token. `Err(wait)` refuses the lookup (the
+    /// request is answered 429, as when [`exhausted`](Self::exhausted) says so). `Ok(true)`
+    /// means a unit was taken for the lookup: keyward ends it with [`settle`](Self::settle)
+    /// and does not [`charge`](Self::charge) that lookup's failure. `Ok(false)`, the default,
+    /// takes nothing: a failure is charged after the lookup.
+    fn reserve(&self, client: IpAddr) -> Result<bool, Duration> {
+        self.exhausted(client).map_or(Ok(false), Err)
+    }
+
+    /// Ends a unit taken by [`reserve`](Self::reserve): kept as a failure when `failed` (the
+    /// token was unknown), given back otherwise (a key was found, or the store could not
+    /// answer).
+    fn settle(&self, client: IpAddr, failed: bool) {
+        if failed {
+            self.charge(client);
+        }
+    }
 }
 
 /// An in-memory [`FailureBudget`]: at most `limit` failures per client per `window` (a fixed
-/// window that starts with the client's first failure). IPv6 clients are counted per /64
-/// network, since one host usually holds a whole /64.
+/// window that starts with the client's first failure or lookup). IPv6 clients are counted
+/// per /64 network, since one host usually holds a whole /64.
+///
+/// Each store lookup takes a unit ahead ([`FailureBudget::reserve`]), so a client never has
+/// more lookups than its budget in flight or spent: a flood over many connections costs at
+/// most `limit` lookups per window. A client whose units are all in flight at once (more than
+/// `limit` different uncached tokens at the same moment) is answered 429 for the extra ones,
+/// with a `Retry-After` of one second, without being refused for the rest of the window.
 ///
 /// The default is 30 failures per minute: generous for a misconfigured script, small for a
 /// flood. It remembers up to 100 000 clients; when more are failing at once, the least recent
@@ -68,7 +97,29 @@ pub struct LocalFailureBudget {
 #[derive(Debug)]
 struct Window {
     started: Instant,
-    failures: AtomicU32,
+    /// The failures kept (high 32 bits) and the units reserved by lookups in flight (low 32
+    /// bits), in one word so that a reservation sees both at once.
+    counts: AtomicU64,
+}
+
+/// One failure in [`Window::counts`].
+const FAILURE: u64 = 1 << 32;
+
+fn failures(counts: u64) -> u32 {
+    (counts >> 32) as u32
+}
+
+fn reserved(counts: u64) -> u32 {
+    (counts & u64::from(u32::MAX)) as u32
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            counts: AtomicU64::new(0),
+        }
+    }
 }
 
 impl fmt::Debug for LocalFailureBudget {
@@ -121,7 +172,34 @@ impl LocalFailureBudget {
         let age = window.started.elapsed();
         (age < self.window).then_some((window, age))
     }
+
+    /// The window of `key`, started now if it has none.
+    fn current_or_new(&self, key: IpAddr) -> (Arc<Window>, Duration) {
+        self.current(key).unwrap_or_else(|| {
+            let fresh = Arc::new(Window::new());
+            // Two first failures at once may each start a window; one of them is kept.
+            self.clients.insert(key, Arc::clone(&fresh));
+            (fresh, Duration::ZERO)
+        })
+    }
+
+    /// A zero limit refuses after the first failure, as one would.
+    fn allowed(&self) -> u32 {
+        self.limit.max(1)
+    }
+
+    /// Remembers that `key` spent its window and says how long it waits.
+    fn refuse(&self, key: IpAddr, age: Duration) -> Duration {
+        // The window is fixed, so the refusal lasts until it ends whatever else happens.
+        let wait = self.window.saturating_sub(age);
+        self.refused.remember(key, wait);
+        wait
+    }
 }
+
+/// How long a client whose units are all taken by lookups in flight waits: they end within
+/// the store's deadline.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 impl FailureBudget for LocalFailureBudget {
     fn exhausted(&self, client: IpAddr) -> Option<Duration> {
@@ -130,30 +208,59 @@ impl FailureBudget for LocalFailureBudget {
             return Some(wait);
         }
         let (window, age) = self.current(key)?;
-        if window.failures.load(Ordering::Relaxed) < self.limit.max(1) {
-            return None;
+        let counts = window.counts.load(Ordering::Relaxed);
+        if failures(counts) >= self.allowed() {
+            Some(self.refuse(key, age))
+        } else if failures(counts).saturating_add(reserved(counts)) >= self.allowed() {
+            Some(IN_FLIGHT_WAIT.min(self.window.saturating_sub(age)))
+        } else {
+            None
         }
-        // The window is fixed, so the refusal lasts until it ends whatever else happens.
-        let wait = self.window.saturating_sub(age);
-        self.refused.remember(key, wait);
-        Some(wait)
     }
 
     fn charge(&self, client: IpAddr) {
+        let (window, _) = self.current_or_new(bucket(client));
+        window.counts.fetch_add(FAILURE, Ordering::Relaxed);
+    }
+
+    fn reserve(&self, client: IpAddr) -> Result<bool, Duration> {
         let key = bucket(client);
-        let window = match self.current(key) {
-            Some((window, _)) => window,
-            None => {
-                let fresh = Arc::new(Window {
-                    started: Instant::now(),
-                    failures: AtomicU32::new(0),
-                });
-                // Two first failures at once may each start a window; one of them is kept.
-                self.clients.insert(key, Arc::clone(&fresh));
-                fresh
+        if let Some(wait) = self.refused.refused(key) {
+            return Err(wait);
+        }
+        let (window, age) = self.current_or_new(key);
+        let allowed = self.allowed();
+        let taken = window
+            .counts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |counts| {
+                (failures(counts).saturating_add(reserved(counts)) < allowed).then_some(counts + 1)
+            });
+        match taken {
+            Ok(_) => Ok(true),
+            Err(counts) if failures(counts) >= allowed => Err(self.refuse(key, age)),
+            Err(_) => Err(IN_FLIGHT_WAIT.min(self.window.saturating_sub(age))),
+        }
+    }
+
+    fn settle(&self, client: IpAddr, failed: bool) {
+        // The window the unit was taken from, unless it ended meanwhile (then the unit went
+        // with it, and a failure is charged to the new one).
+        let Some((window, _)) = self.current(bucket(client)) else {
+            if failed {
+                self.charge(client);
             }
+            return;
         };
-        window.failures.fetch_add(1, Ordering::Relaxed);
+        let _ = window
+            .counts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |counts| {
+                let counts = if reserved(counts) > 0 {
+                    counts - 1
+                } else {
+                    counts
+                };
+                Some(if failed { counts + FAILURE } else { counts })
+            });
     }
 }
 
@@ -202,6 +309,41 @@ mod tests {
         }
         budget.charge(a);
         assert!(budget.exhausted(a).is_some());
+    }
+
+    #[test]
+    fn lookups_in_flight_take_units() {
+        let budget = LocalFailureBudget::new(3, Duration::from_secs(60));
+        let a = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert_eq!(budget.reserve(a), Ok(true));
+        }
+        // All three units are in flight: the next lookup waits a second, no longer.
+        assert_eq!(budget.reserve(a), Err(Duration::from_secs(1)));
+        assert_eq!(budget.exhausted(a), Some(Duration::from_secs(1)));
+        // A key was found: its unit comes back, and the client is not refused meanwhile.
+        budget.settle(a, false);
+        assert_eq!(budget.exhausted(a), None);
+        assert_eq!(budget.reserve(a), Ok(true));
+        // Unknown tokens: the units are kept as failures, and the window is spent.
+        for _ in 0..3 {
+            budget.settle(a, true);
+        }
+        let wait = budget.reserve(a).expect_err("spent");
+        assert!(wait > Duration::from_secs(58), "{wait:?}");
+        assert!(budget.exhausted(a).is_some());
+        assert_eq!(budget.reserve(ip("192.0.2.2")), Ok(true));
+    }
+
+    #[test]
+    fn a_failure_after_the_window_ended_is_charged_to_the_next() {
+        let budget = LocalFailureBudget::new(1, Duration::from_secs(1));
+        let a = ip("192.0.2.1");
+        assert_eq!(budget.reserve(a), Ok(true));
+        std::thread::sleep(Duration::from_millis(1100));
+        budget.settle(a, true);
+        assert!(budget.exhausted(a).is_some());
+        assert!(budget.reserve(a).is_err());
     }
 
     #[test]

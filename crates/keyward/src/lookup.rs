@@ -141,11 +141,12 @@ impl Lookups {
     }
 
     /// Runs `load` for `digest`, or waits for the lookup of another request already running
-    /// for it and shares its result.
-    pub(crate) async fn share<F, Fut>(&self, digest: &TokenDigest, load: F) -> Loaded
+    /// for it and shares its result. A `load` that does not start (`Err`, its request may not
+    /// look up) leaves the next waiting request to run its own.
+    pub(crate) async fn share<F, Fut, E>(&self, digest: &TokenDigest, load: F) -> Result<Loaded, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Loaded>,
+        Fut: Future<Output = Result<Loaded, E>>,
     {
         let cell = Arc::clone(self.lock().entry(*digest).or_default());
         let guard = Leave {
@@ -153,7 +154,7 @@ impl Lookups {
             digest,
             cell: &cell,
         };
-        let loaded = cell.get_or_init(load).await.clone();
+        let loaded = cell.get_or_try_init(load).await.cloned();
         drop(guard);
         loaded
     }
@@ -199,7 +200,7 @@ mod tests {
                         .share(&digest, || async move {
                             calls.fetch_add(1, Ordering::SeqCst);
                             let _ = released.wait_for(|r| *r).await;
-                            Err(Failure::Unknown)
+                            Ok::<Loaded, ()>(Err(Failure::Unknown))
                         })
                         .await
                 })
@@ -208,7 +209,7 @@ mod tests {
         tokio::task::yield_now().await;
         release.send(true).unwrap();
         for task in tasks {
-            assert!(matches!(task.await.unwrap(), Err(Failure::Unknown)));
+            assert!(matches!(task.await.unwrap(), Ok(Err(Failure::Unknown))));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(lookups.lock().is_empty(), "finished lookups are forgotten");
@@ -218,7 +219,7 @@ mod tests {
     async fn an_abandoned_lookup_is_forgotten() {
         let lookups = Lookups::new(Bulkhead::default());
         let digest = TokenDigest::from_bytes([9; 32]);
-        let pending = lookups.share(&digest, std::future::pending::<Loaded>);
+        let pending = lookups.share(&digest, std::future::pending::<Result<Loaded, ()>>);
         assert!(
             tokio::time::timeout(Duration::from_millis(10), pending)
                 .await

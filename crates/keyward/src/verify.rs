@@ -2,11 +2,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyward_core::{KeyKind, KeyRecord, TokenDigest, policy};
 
+use crate::budget::FailureBudget;
 use crate::cache::{Entry, Grant, Lookup};
 use crate::callers::CallerError;
 use crate::circuit::PermitGuard;
@@ -121,16 +123,22 @@ impl Inner {
             ip,
             stale,
         } = miss;
-        let entry = match (
-            self.lookups.share(&digest, || self.load(digest, now)).await,
-            stale,
-        ) {
+        // Set when this request ran the lookup on a unit of its client's budget, kept as the
+        // failure: it is not charged again.
+        let charged = AtomicBool::new(false);
+        let loaded = self
+            .lookups
+            .share(&digest, || self.load_reserved(digest, now, ip, &charged))
+            .await
+            .map_err(|retry_after| AuthError::TooManyFailures { retry_after })?;
+        let entry = match (loaded, stale) {
             (Ok(entry), _) => entry,
             (Err(failure), Some(stale)) if failure.is_outage() => {
                 tracing::debug!("keyward: the store failed; using a stale cache entry");
                 self.metrics.cache_stale_served.increment(1);
                 stale
             }
+            (Err(failure), _) if charged.load(Ordering::Relaxed) => return Err(failure.to_error()),
             (Err(failure), _) => return Err(self.failed(failure.to_error(), ip)),
         };
         let principal = self.check(&entry, &digest, now, ip)?;
@@ -210,7 +218,7 @@ impl Inner {
     }
 
     /// Whether `ip` may no longer present bad tokens.
-    fn budget_spent(&self, ip: Option<IpAddr>) -> Option<std::time::Duration> {
+    fn budget_spent(&self, ip: Option<IpAddr>) -> Option<Duration> {
         self.budget.as_ref()?.exhausted(ip?)
     }
 
@@ -220,6 +228,36 @@ impl Inner {
             budget.charge(ip);
         }
         error
+    }
+
+    /// [`load`](Self::load) on a unit of the client's failure budget, taken before and kept
+    /// only if the token is unknown (`charged` is then set): the lookups a client has in
+    /// flight count against its budget. `Err(wait)` when the budget refuses the lookup.
+    async fn load_reserved(
+        &self,
+        digest: TokenDigest,
+        now: DateTime<Utc>,
+        ip: Option<IpAddr>,
+        charged: &AtomicBool,
+    ) -> Result<Loaded, Duration> {
+        let unit = match (&self.budget, ip) {
+            (Some(budget), Some(ip)) => match budget.reserve(ip) {
+                Ok(true) => Some(Unit {
+                    budget: &**budget,
+                    ip,
+                    failed: false,
+                }),
+                Ok(false) => None,
+                Err(wait) => return Err(wait),
+            },
+            _ => None,
+        };
+        let loaded = self.load(digest, now).await;
+        if let Some(mut unit) = unit {
+            unit.failed = matches!(loaded, Err(Failure::Unknown));
+            charged.store(unit.failed, Ordering::Relaxed);
+        }
+        Ok(loaded)
     }
 
     /// Reads the store and the owner within the deadline, past the circuit breaker and
@@ -345,5 +383,19 @@ impl Inner {
         }
         user.scopes = self.catalog.expand(&user.scopes);
         Ok(Some(Principal::session(user)))
+    }
+}
+
+/// A unit of a client's failure budget taken for a lookup: given back when dropped, unless the
+/// lookup failed, and given back too when the lookup is abandoned.
+struct Unit<'a> {
+    budget: &'a dyn FailureBudget,
+    ip: IpAddr,
+    failed: bool,
+}
+
+impl Drop for Unit<'_> {
+    fn drop(&mut self) {
+        self.budget.settle(self.ip, self.failed);
     }
 }

@@ -127,6 +127,79 @@ async fn forged_tokens_spend_the_clients_budget_then_cost_nothing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_flood_costs_at_most_the_budget_in_lookups() {
+    let store = CountingStore::new();
+    let clock = clock();
+    let keyward = builder(store.clone(), &clock).build().unwrap();
+    let app = Arc::new(app(&keyward));
+    // Slow lookups: many of the flood's requests are in flight when the budget runs out.
+    store.delay_finds(Duration::from_millis(20));
+    let attacker = "198.51.100.7:40000";
+    let tokens = forged(1000);
+    let mut statuses = Vec::new();
+    for wave in tokens.chunks(64) {
+        let requests: Vec<_> = wave
+            .iter()
+            .map(|token| {
+                let (app, token) = (Arc::clone(&app), token.clone());
+                tokio::spawn(async move {
+                    send(&app, with_peer(bearer("/echo", &token), attacker))
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for request in requests {
+            statuses.push(request.await.unwrap());
+        }
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let too_many = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(unauthorized + too_many, 1000, "only 401 and 429");
+    assert_eq!(unauthorized, 30, "one 401 per unit of the budget");
+    assert!(
+        store.counts.find() <= 30,
+        "{} store lookups, budget 30",
+        store.counts.find()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_burst_from_one_client_takes_one_unit() {
+    let store = CountingStore::new();
+    let clock = clock();
+    let keyward = builder(store.clone(), &clock)
+        .failure_budget(LocalFailureBudget::new(2, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let app = Arc::new(app(&keyward));
+    let (_, token) = issue(&keyward, NewKey::service("busy").scopes(["books:read"])).await;
+    store.delay_finds(Duration::from_millis(100));
+    let client = "203.0.113.9:50000";
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, token) = (Arc::clone(&app), token.clone());
+            tokio::spawn(async move {
+                send(&app, with_peer(bearer("/echo", &token), client))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(store.counts.find(), 1);
+    // The unit came back: the client's whole budget is left for bad tokens.
+    for token in forged(2) {
+        let reply = send(&app, with_peer(bearer("/echo", &token), client)).await;
+        assert_eq!(reply.status, 401);
+    }
+    let reply = send(&app, with_peer(bearer("/echo", &forged(1)[0]), client)).await;
+    assert_eq!(reply.status, 429);
+}
+
 #[tokio::test]
 async fn revoked_and_expired_tokens_spend_the_budget_too() {
     let store = CountingStore::new();
