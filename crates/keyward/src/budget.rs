@@ -208,14 +208,10 @@ impl FailureBudget for LocalFailureBudget {
             return Some(wait);
         }
         let (window, age) = self.current(key)?;
+        // Units in flight do not count here: a request may still share a lookup that is
+        // running; only starting another one takes a unit (`reserve`).
         let counts = window.counts.load(Ordering::Relaxed);
-        if failures(counts) >= self.allowed() {
-            Some(self.refuse(key, age))
-        } else if failures(counts).saturating_add(reserved(counts)) >= self.allowed() {
-            Some(IN_FLIGHT_WAIT.min(self.window.saturating_sub(age)))
-        } else {
-            None
-        }
+        (failures(counts) >= self.allowed()).then(|| self.refuse(key, age))
     }
 
     fn charge(&self, client: IpAddr) {
@@ -320,7 +316,8 @@ mod tests {
         }
         // All three units are in flight: the next lookup waits a second, no longer.
         assert_eq!(budget.reserve(a), Err(Duration::from_secs(1)));
-        assert_eq!(budget.exhausted(a), Some(Duration::from_secs(1)));
+        // A request that joins a running lookup needs no unit: the client is not spent.
+        assert_eq!(budget.exhausted(a), None);
         // A key was found: its unit comes back, and the client is not refused meanwhile.
         budget.settle(a, false);
         assert_eq!(budget.exhausted(a), None);

@@ -6,8 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::Body;
 use common::*;
-use http::StatusCode;
+use http::{Request, StatusCode};
 use keyward::{Bulkhead, CacheConfig, LocalFailureBudget, ManualClock, NewKey, TokenFormat};
 
 fn clock() -> ManualClock {
@@ -22,6 +24,25 @@ fn forged(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Sends every request at once and gives their statuses, in order.
+async fn concurrently(
+    app: &Arc<Router>,
+    requests: impl IntoIterator<Item = Request<Body>>,
+) -> Vec<StatusCode> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let app = Arc::clone(app);
+            tokio::spawn(async move { send(&app, request).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_burst_on_one_key_makes_one_lookup() {
     let store = CountingStore::new();
@@ -31,15 +52,11 @@ async fn a_cold_burst_on_one_key_makes_one_lookup() {
     let (_, token) = issue(&keyward, NewKey::service("busy").scopes(["books:read"])).await;
     store.delay_finds(Duration::from_millis(100));
 
-    let requests: Vec<_> = (0..1000)
-        .map(|_| {
-            let (app, token) = (Arc::clone(&app), token.clone());
-            tokio::spawn(async move { send(&app, bearer("/echo", &token)).await.status })
-        })
-        .collect();
-    for request in requests {
-        assert_eq!(request.await.unwrap(), StatusCode::OK);
-    }
+    let statuses = concurrently(&app, (0..1000).map(|_| bearer("/echo", &token))).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     assert_eq!(
         store.counts.find(),
         1,
@@ -58,15 +75,11 @@ async fn concurrent_misses_without_a_cache_also_share_a_lookup() {
     let app = Arc::new(app(&keyward));
     let (_, token) = issue(&keyward, NewKey::service("busy").scopes(["books:read"])).await;
     store.delay_finds(Duration::from_millis(200));
-    let requests: Vec<_> = (0..100)
-        .map(|_| {
-            let (app, token) = (Arc::clone(&app), token.clone());
-            tokio::spawn(async move { send(&app, bearer("/echo", &token)).await.status })
-        })
-        .collect();
-    for request in requests {
-        assert_eq!(request.await.unwrap(), StatusCode::OK);
-    }
+    let statuses = concurrently(&app, (0..100).map(|_| bearer("/echo", &token))).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     assert!(
         store.counts.find() < 10,
         "{} lookups for 100 concurrent requests",
@@ -139,20 +152,10 @@ async fn a_concurrent_flood_costs_at_most_the_budget_in_lookups() {
     let tokens = forged(1000);
     let mut statuses = Vec::new();
     for wave in tokens.chunks(64) {
-        let requests: Vec<_> = wave
+        let wave = wave
             .iter()
-            .map(|token| {
-                let (app, token) = (Arc::clone(&app), token.clone());
-                tokio::spawn(async move {
-                    send(&app, with_peer(bearer("/echo", &token), attacker))
-                        .await
-                        .status
-                })
-            })
-            .collect();
-        for request in requests {
-            statuses.push(request.await.unwrap());
-        }
+            .map(|token| with_peer(bearer("/echo", token), attacker));
+        statuses.extend(concurrently(&app, wave).await);
     }
     let unauthorized = statuses.iter().filter(|s| **s == 401).count();
     let too_many = statuses.iter().filter(|s| **s == 429).count();
@@ -170,32 +173,24 @@ async fn a_cold_burst_from_one_client_takes_one_unit() {
     let store = CountingStore::new();
     let clock = clock();
     let keyward = builder(store.clone(), &clock)
-        .failure_budget(LocalFailureBudget::new(2, Duration::from_secs(60)))
+        .failure_budget(LocalFailureBudget::new(1, Duration::from_secs(60)))
         .build()
         .unwrap();
     let app = Arc::new(app(&keyward));
     let (_, token) = issue(&keyward, NewKey::service("busy").scopes(["books:read"])).await;
     store.delay_finds(Duration::from_millis(100));
     let client = "203.0.113.9:50000";
-    let requests: Vec<_> = (0..200)
-        .map(|_| {
-            let (app, token) = (Arc::clone(&app), token.clone());
-            tokio::spawn(async move {
-                send(&app, with_peer(bearer("/echo", &token), client))
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for request in requests {
-        assert_eq!(request.await.unwrap(), StatusCode::OK);
-    }
+    // A budget of one: the lookup holds the only unit, and the other 199 requests share it.
+    let burst = (0..200).map(|_| with_peer(bearer("/echo", &token), client));
+    let statuses = concurrently(&app, burst).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     assert_eq!(store.counts.find(), 1);
-    // The unit came back: the client's whole budget is left for bad tokens.
-    for token in forged(2) {
-        let reply = send(&app, with_peer(bearer("/echo", &token), client)).await;
-        assert_eq!(reply.status, 401);
-    }
+    // The unit came back: the client's whole budget is left for a bad token.
+    let reply = send(&app, with_peer(bearer("/echo", &forged(1)[0]), client)).await;
+    assert_eq!(reply.status, 401);
     let reply = send(&app, with_peer(bearer("/echo", &forged(1)[0]), client)).await;
     assert_eq!(reply.status, 429);
 }
