@@ -64,6 +64,7 @@
 //! unknown ids `NotFound`; the SeaORM error is kept as the source.
 
 mod changes;
+mod digest_query;
 pub mod entity;
 mod error;
 mod events;

@@ -16,6 +16,10 @@ pub(crate) fn sqlite_file_defaults(mut options: ConnectOptions) -> ConnectOption
     }
     options
         .max_connections(SQLITE_FILE_CONNECTIONS)
+        // sqlx otherwise pings a pooled connection each time it is handed out, one more
+        // round trip to the connection's thread per query; a connection to a file in this
+        // process cannot have hung up.
+        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|sqlite| {
             sqlite
                 .journal_mode(SqliteJournalMode::Wal)

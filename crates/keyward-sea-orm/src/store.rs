@@ -7,15 +7,16 @@ use keyward_core::{
     ListQuery, Page, RuleError, SecretRotation, StoreError, TokenDigest, UsageUpdate,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 
 use crate::CHANGE_CHANNEL;
 #[cfg(feature = "postgres")]
 use crate::OWNER_PREFIX;
 use crate::changes::EventRow;
+use crate::digest_query::DigestQuery;
 use crate::entity::{ActiveModel, Column, Entity};
 use crate::error::db_error;
 use crate::row::{from_model, to_model};
@@ -78,6 +79,7 @@ use crate::write::{lock_row, notify, write_changes};
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
+    by_digest: DigestQuery,
     change_log: std::sync::Arc<crate::changes::ChangeLog>,
     #[cfg(feature = "postgres")]
     feed: Option<std::sync::Arc<crate::feed::PgFeed>>,
@@ -107,6 +109,7 @@ impl SeaOrmStore {
             _ => None,
         };
         Self {
+            by_digest: DigestQuery::for_connection(&db),
             db,
             change_log: std::sync::Arc::new(crate::changes::ChangeLog::new(
                 crate::changes::DEFAULT_CHANGE_RETENTION,
@@ -130,7 +133,9 @@ impl SeaOrmStore {
     /// `journal_mode=WAL` (readers go on while one writer writes; the setting stays with the
     /// file), `synchronous=NORMAL` (the usual pairing with WAL: a power cut may undo the last
     /// commits but never corrupts the file; a crashed process loses nothing) and a 5 s
-    /// `busy_timeout` (a writer waits for the other writer instead of failing). Options that
+    /// `busy_timeout` (a writer waits for the other writer instead of failing), and without
+    /// sqlx's ping of a connection each time the pool hands it out (`test_before_acquire`:
+    /// a connection to a file in the same process cannot have hung up). Options that
     /// set `max_connections` are used exactly as given, including any
     /// [`map_sqlx_sqlite_opts`](ConnectOptions::map_sqlx_sqlite_opts); so are in-memory
     /// databases (`sqlite::memory:`, `mode=memory`), where each connection would open a
@@ -150,6 +155,7 @@ impl SeaOrmStore {
     ///
     /// let pool = store.connection().get_sqlite_connection_pool();
     /// assert_eq!(pool.options().get_max_connections(), 4);
+    /// assert!(!pool.options().get_test_before_acquire());
     /// let mode = store
     ///     .connection()
     ///     .query_one(Statement::from_string(DbBackend::Sqlite, "PRAGMA journal_mode"))
@@ -332,15 +338,8 @@ impl KeyStore for SeaOrmStore {
         digest: &TokenDigest,
         now: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let bytes = digest.as_bytes().to_vec();
         let rows = Entity::find()
-            .filter(
-                Condition::any().add(Column::Digest.eq(bytes.clone())).add(
-                    Condition::all()
-                        .add(Column::PreviousDigest.eq(bytes))
-                        .add(Column::PreviousValidUntil.gt(now)),
-                ),
-            )
+            .from_raw_sql(self.by_digest.statement(digest, now))
             .all(&self.db)
             .await
             .map_err(db_error)?;
