@@ -121,3 +121,34 @@ fn a_stale_entry_is_not_memoized() {
         assert!(matches!(cache.lookup(&digest, |_| ()), Lookup::Stale(_)));
     }
 }
+
+#[test]
+fn the_presence_map_never_hides_a_cached_key() {
+    // A capacity of 1 gives the smallest map (4 096 bits), rebuilt every 512 bits set: 2 000
+    // inserts rebuild it a few times while the cache evicts.
+    let cache = VerifyCache::new(&CacheConfig::default().capacity(1), Duration::ZERO).unwrap();
+    let mut digests = Vec::new();
+    for _ in 0..2_000 {
+        let (digest, _) = insert(&cache, "alice");
+        digests.push(digest);
+        if cache.positive.contains_key(digest.as_bytes()) {
+            assert!(fresh(&cache, &digest).is_some(), "a cached key is found");
+        }
+    }
+    let held: Vec<_> = digests
+        .iter()
+        .filter(|digest| cache.positive.contains_key(digest.as_bytes()))
+        .collect();
+    assert!(!held.is_empty());
+    for digest in held {
+        assert!(fresh(&cache, digest).is_some(), "a cached key is found");
+    }
+    cache.invalidate_all();
+    assert!(digests.iter().all(|digest| fresh(&cache, digest).is_none()));
+    let (digest, id) = insert(&cache, "alice");
+    assert_eq!(
+        fresh(&cache, &digest),
+        Some(id),
+        "cached again after a clear"
+    );
+}

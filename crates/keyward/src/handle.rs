@@ -215,10 +215,10 @@ impl Inner {
             if let Some((_, rendered)) = self.prerendered.iter().find(|(k, _)| *k == key) {
                 let mut response = rendered.response();
                 if let AuthError::TooManyFailures { retry_after } = error {
-                    let wait = crate::rejection::whole_seconds(*retry_after);
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+                    response.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        crate::rejection::seconds_header(*retry_after),
+                    );
                 }
                 return response;
             }

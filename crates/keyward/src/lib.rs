@@ -124,6 +124,7 @@ mod manage;
 pub mod metrics;
 mod notices;
 mod outage;
+mod presence;
 mod principal;
 mod problem;
 mod query;

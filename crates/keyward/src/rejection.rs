@@ -259,8 +259,7 @@ impl AuthError {
                     );
             }
             Self::TooManyFailures { retry_after } => {
-                problem =
-                    problem.header(RETRY_AFTER, HeaderValue::from(whole_seconds(*retry_after)));
+                problem = problem.header(RETRY_AFTER, seconds_header(*retry_after));
             }
             Self::StoreUnavailable(_) | Self::CallersFailed(_) => {
                 problem =
@@ -275,4 +274,62 @@ impl AuthError {
 /// A wait in whole seconds for `Retry-After`, rounded up, at least 1.
 pub(crate) fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Waits up to an hour have their header value made once: a refused flood gets its
+/// `Retry-After` without formatting and allocating a number per response.
+const SECONDS_MADE_ONCE: u64 = 3_600;
+
+/// `whole_seconds(wait)` as a header value.
+pub(crate) fn seconds_header(wait: Duration) -> HeaderValue {
+    static SECONDS: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
+        // One string holds every number; each value borrows its part, so cloning one copies
+        // a pointer and shares no counter between threads.
+        let numbers: &'static str = (0..=SECONDS_MADE_ONCE)
+            .map(|n| n.to_string())
+            .collect::<String>()
+            .leak();
+        let mut values = Vec::with_capacity(numbers.len());
+        let mut start = 0;
+        for n in 0..=SECONDS_MADE_ONCE {
+            let end = start + n.checked_ilog10().map_or(1, |digits| digits as usize + 1);
+            values.push(HeaderValue::from_static(&numbers[start..end]));
+            start = end;
+        }
+        values.into_boxed_slice()
+    });
+    let seconds = whole_seconds(wait);
+    usize::try_from(seconds)
+        .ok()
+        .and_then(|index| SECONDS.get(index))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_values_are_the_waits_in_whole_seconds() {
+        for (wait, expected) in [
+            (Duration::ZERO, "1"),
+            (Duration::from_millis(1), "1"),
+            (Duration::from_secs(9), "9"),
+            (Duration::from_millis(9_001), "10"),
+            (Duration::from_secs(59), "59"),
+            (Duration::from_secs(100), "100"),
+            (Duration::from_secs(999), "999"),
+            (Duration::from_secs(1_000), "1000"),
+            (Duration::from_secs(3_600), "3600"),
+            (Duration::from_secs(3_601), "3601"),
+            (Duration::from_secs(u64::MAX), "18446744073709551615"),
+        ] {
+            assert_eq!(seconds_header(wait), expected, "{wait:?}");
+        }
+        for seconds in 1..=SECONDS_MADE_ONCE + 2 {
+            let value = seconds_header(Duration::from_secs(seconds));
+            assert_eq!(value.to_str().unwrap(), seconds.to_string());
+        }
+    }
 }
