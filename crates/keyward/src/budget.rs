@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 
 use crate::refused::RefusedClients;
@@ -64,7 +65,8 @@ pub trait FailureBudget: fmt::Debug + Send + Sync + 'static {
 ///
 /// Each store lookup takes a unit ahead ([`FailureBudget::reserve`]), so a client never has
 /// more lookups than its budget in flight or spent: a flood over many connections costs at
-/// most `limit` lookups per window. A client whose units are all in flight at once (more than
+/// most `limit` lookups per window. Lookups still running when a window ends hold their units
+/// in the next window. A client whose units are all in flight at once (more than
 /// `limit` different uncached tokens at the same moment) is answered 429 for the extra ones,
 /// with a `Retry-After` of one second, without being refused for the rest of the window.
 ///
@@ -97,16 +99,19 @@ pub struct LocalFailureBudget {
 #[derive(Debug)]
 struct Window {
     started: Instant,
-    /// The failures kept (high 32 bits) and the units reserved by lookups in flight (low 32
-    /// bits), in one word so that a reservation sees both at once.
+    /// The failures kept (bits 32 to 62), the units reserved by lookups in flight (low 32
+    /// bits) and [`MOVED`], in one word so that a reservation sees them all at once.
     counts: AtomicU64,
 }
 
 /// One failure in [`Window::counts`].
 const FAILURE: u64 = 1 << 32;
+/// Set when the window has ended and its units in flight went on to the next window: the
+/// window is no longer changed, so no unit is counted in both or in neither.
+const MOVED: u64 = 1 << 63;
 
 fn failures(counts: u64) -> u32 {
-    (counts >> 32) as u32
+    ((counts & !MOVED) >> 32) as u32
 }
 
 fn reserved(counts: u64) -> u32 {
@@ -114,13 +119,38 @@ fn reserved(counts: u64) -> u32 {
 }
 
 impl Window {
-    fn new() -> Self {
+    /// A window starting now, with the lookups still in flight from `previous`, which ends.
+    fn after(previous: Option<&Self>) -> Self {
+        let carried = previous.map_or(0, |previous| {
+            reserved(previous.counts.fetch_or(MOVED, Ordering::AcqRel))
+        });
         Self {
             started: Instant::now(),
-            counts: AtomicU64::new(0),
+            counts: AtomicU64::new(u64::from(carried)),
+        }
+    }
+
+    /// Applies `change` unless the window has moved on; `Err(())` if it has.
+    fn update(&self, change: impl Fn(u64) -> Option<u64>) -> Result<Result<u64, u64>, ()> {
+        let result = self
+            .counts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |counts| {
+                if counts & MOVED == 0 {
+                    change(counts)
+                } else {
+                    None
+                }
+            });
+        match result {
+            Err(counts) if counts & MOVED != 0 => Err(()),
+            result => Ok(result),
         }
     }
 }
+
+/// How often an update retries on the next window when its window moved on meanwhile (once
+/// is all it takes, unless windows end faster than the update runs).
+const ATTEMPTS: usize = 4;
 
 impl fmt::Debug for LocalFailureBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +177,9 @@ impl LocalFailureBudget {
             limit,
             window,
             clients: Cache::builder()
-                .time_to_live(window)
+                // An ended window is kept for as long again, so that the next one takes over
+                // its lookups in flight.
+                .time_to_live(window.saturating_mul(2))
                 .max_capacity(100_000)
                 .build_with_hasher(crate::cache::Hasher::default()),
             refused: Arc::default(),
@@ -170,17 +202,37 @@ impl LocalFailureBudget {
     fn current(&self, key: IpAddr) -> Option<(Arc<Window>, Duration)> {
         let window = self.clients.get(&key)?;
         let age = window.started.elapsed();
-        (age < self.window).then_some((window, age))
+        (age < self.window && window.counts.load(Ordering::Acquire) & MOVED == 0)
+            .then_some((window, age))
     }
 
-    /// The window of `key`, started now if it has none.
+    /// The window of `key`, started now if it has none or its window ended (the new one
+    /// takes over the lookups still in flight).
     fn current_or_new(&self, key: IpAddr) -> (Arc<Window>, Duration) {
-        self.current(key).unwrap_or_else(|| {
-            let fresh = Arc::new(Window::new());
-            // Two first failures at once may each start a window; one of them is kept.
-            self.clients.insert(key, Arc::clone(&fresh));
-            (fresh, Duration::ZERO)
-        })
+        if let Some(current) = self.current(key) {
+            return current;
+        }
+        // One at a time per client, so that an ended window is followed by one window only.
+        let result = self.clients.entry(key).and_compute_with(|existing| {
+            match existing.map(moka::Entry::into_value) {
+                Some(window)
+                    if window.started.elapsed() < self.window
+                        && window.counts.load(Ordering::Acquire) & MOVED == 0 =>
+                {
+                    Op::Nop
+                }
+                ended => Op::Put(Arc::new(Window::after(ended.as_deref()))),
+            }
+        });
+        let window = match result {
+            CompResult::Inserted(entry)
+            | CompResult::ReplacedWith(entry)
+            | CompResult::Unchanged(entry) => entry.into_value(),
+            // Not asked for above; a window of its own is still right for this call.
+            CompResult::Removed(_) | CompResult::StillNone(_) => Arc::new(Window::after(None)),
+        };
+        let age = window.started.elapsed();
+        (window, age)
     }
 
     /// A zero limit refuses after the first failure, as one would.
@@ -215,8 +267,12 @@ impl FailureBudget for LocalFailureBudget {
     }
 
     fn charge(&self, client: IpAddr) {
-        let (window, _) = self.current_or_new(bucket(client));
-        window.counts.fetch_add(FAILURE, Ordering::Relaxed);
+        for _ in 0..ATTEMPTS {
+            let (window, _) = self.current_or_new(bucket(client));
+            if window.update(|counts| Some(counts + FAILURE)).is_ok() {
+                return;
+            }
+        }
     }
 
     fn reserve(&self, client: IpAddr) -> Result<bool, Duration> {
@@ -224,32 +280,30 @@ impl FailureBudget for LocalFailureBudget {
         if let Some(wait) = self.refused.refused(key) {
             return Err(wait);
         }
-        let (window, age) = self.current_or_new(key);
         let allowed = self.allowed();
-        let taken = window
-            .counts
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |counts| {
+        for _ in 0..ATTEMPTS {
+            let (window, age) = self.current_or_new(key);
+            let taken = window.update(|counts| {
                 (failures(counts).saturating_add(reserved(counts)) < allowed).then_some(counts + 1)
             });
-        match taken {
-            Ok(_) => Ok(true),
-            Err(counts) if failures(counts) >= allowed => Err(self.refuse(key, age)),
-            Err(_) => Err(IN_FLIGHT_WAIT.min(self.window.saturating_sub(age))),
+            return match taken {
+                Err(()) => continue,
+                Ok(Ok(_)) => Ok(true),
+                Ok(Err(counts)) if failures(counts) >= allowed => Err(self.refuse(key, age)),
+                Ok(Err(_)) => Err(IN_FLIGHT_WAIT.min(self.window.saturating_sub(age))),
+            };
         }
+        // Windows ending faster than a reservation runs: no unit, the failure is charged.
+        Ok(false)
     }
 
     fn settle(&self, client: IpAddr, failed: bool) {
-        // The window the unit was taken from, unless it ended meanwhile (then the unit went
-        // with it, and a failure is charged to the new one).
-        let Some((window, _)) = self.current(bucket(client)) else {
-            if failed {
-                self.charge(client);
-            }
-            return;
-        };
-        let _ = window
-            .counts
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |counts| {
+        // The window that holds the unit: the one it was taken from, or the window after it,
+        // which took over the lookups in flight when it ended (a failure is then charged to
+        // the new window).
+        for _ in 0..ATTEMPTS {
+            let (window, _) = self.current_or_new(bucket(client));
+            let settled = window.update(|counts| {
                 let counts = if reserved(counts) > 0 {
                     counts - 1
                 } else {
@@ -257,6 +311,10 @@ impl FailureBudget for LocalFailureBudget {
                 };
                 Some(if failed { counts + FAILURE } else { counts })
             });
+            if settled.is_ok() {
+                return;
+            }
+        }
     }
 }
 
@@ -340,6 +398,54 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         budget.settle(a, true);
         assert!(budget.exhausted(a).is_some());
+        assert!(budget.reserve(a).is_err());
+    }
+
+    #[test]
+    fn lookups_in_flight_when_a_window_ends_count_in_the_next() {
+        let budget = LocalFailureBudget::new(2, Duration::from_secs(1));
+        let a = ip("192.0.2.1");
+        assert_eq!(budget.reserve(a), Ok(true));
+        std::thread::sleep(Duration::from_millis(1_100));
+        // The new window holds the lookup still in flight: one more unit, not two.
+        assert_eq!(budget.reserve(a), Ok(true));
+        assert!(budget.reserve(a).is_err());
+        // The first lookup ends: its unit leaves the window that holds it.
+        budget.settle(a, false);
+        assert_eq!(budget.reserve(a), Ok(true));
+        assert!(budget.reserve(a).is_err());
+        budget.settle(a, false);
+        budget.settle(a, false);
+        assert_eq!(budget.exhausted(a), None);
+        assert_eq!(budget.reserve(a), Ok(true));
+    }
+
+    #[test]
+    fn no_unit_is_lost_or_doubled_across_windows_under_concurrency() {
+        let budget = Arc::new(LocalFailureBudget::new(8, Duration::from_secs(1)));
+        let a = ip("192.0.2.1");
+        let until = Instant::now() + Duration::from_millis(2_300);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                std::thread::spawn(move || {
+                    let mut lookups = 0_u32;
+                    while Instant::now() < until {
+                        if budget.reserve(a) == Ok(true) {
+                            lookups += 1;
+                            budget.settle(a, false);
+                        }
+                    }
+                    lookups
+                })
+            })
+            .collect();
+        let lookups: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(lookups > 0);
+        // Every unit came back, through two or three ends of windows: all 8 are free.
+        for _ in 0..8 {
+            assert_eq!(budget.reserve(a), Ok(true));
+        }
         assert!(budget.reserve(a).is_err());
     }
 
