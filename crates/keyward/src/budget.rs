@@ -130,6 +130,11 @@ impl Window {
         }
     }
 
+    /// Whether the window is still the client's: not past `length`, not moved on.
+    fn is_live(&self, length: Duration) -> bool {
+        self.started.elapsed() < length && self.counts.load(Ordering::Acquire) & MOVED == 0
+    }
+
     /// Applies `change` unless the window has moved on; `Err(())` if it has.
     fn update(&self, change: impl Fn(u64) -> Option<u64>) -> Result<Result<u64, u64>, ()> {
         let result = self
@@ -202,8 +207,7 @@ impl LocalFailureBudget {
     fn current(&self, key: IpAddr) -> Option<(Arc<Window>, Duration)> {
         let window = self.clients.get(&key)?;
         let age = window.started.elapsed();
-        (age < self.window && window.counts.load(Ordering::Acquire) & MOVED == 0)
-            .then_some((window, age))
+        window.is_live(self.window).then_some((window, age))
     }
 
     /// The window of `key`, started now if it has none or its window ended (the new one
@@ -215,12 +219,7 @@ impl LocalFailureBudget {
         // One at a time per client, so that an ended window is followed by one window only.
         let result = self.clients.entry(key).and_compute_with(|existing| {
             match existing.map(moka::Entry::into_value) {
-                Some(window)
-                    if window.started.elapsed() < self.window
-                        && window.counts.load(Ordering::Acquire) & MOVED == 0 =>
-                {
-                    Op::Nop
-                }
+                Some(window) if window.is_live(self.window) => Op::Nop,
                 ended => Op::Put(Arc::new(Window::after(ended.as_deref()))),
             }
         });

@@ -73,18 +73,16 @@ impl Presence {
     /// both have the bits of every key in `held`.
     pub(crate) fn rebuild(&self, held: &[[u8; 32]]) {
         let mut fresh = vec![0_u64; self.words.len()];
-        let mut set = 0;
         for key in held {
             let (word, mask) = self.slot(key);
-            if fresh[word] & mask == 0 {
-                fresh[word] |= mask;
-                set += 1;
-            }
+            fresh[word] |= mask;
         }
         for (word, bits) in self.words.iter().zip(fresh) {
             word.store(bits, Ordering::Release);
         }
-        self.set.store(set, Ordering::Relaxed);
+        // Counted afresh: a cache holding more keys than the map has room for is walked once
+        // per eighth of the map set anew, not on every insert.
+        self.set.store(0, Ordering::Relaxed);
     }
 }
 
@@ -138,5 +136,9 @@ mod tests {
         presence.rebuild(&[]);
         assert!(!presence.insert(&key(0, 0)));
         assert!(!presence.insert(&key(0, 0)));
+        // A cache that holds more keys than an eighth of the map is not walked on every insert.
+        let held: Vec<_> = (0..600_u64).map(|i| key(i, 0)).collect();
+        presence.rebuild(&held);
+        assert!(!presence.insert(&key(4_000, 0)));
     }
 }

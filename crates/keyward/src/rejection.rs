@@ -285,18 +285,18 @@ pub(crate) fn seconds_header(wait: Duration) -> HeaderValue {
     static SECONDS: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
         // One string holds every number; each value borrows its part, so cloning one copies
         // a pointer and shares no counter between threads.
-        let numbers: &'static str = (0..=SECONDS_MADE_ONCE)
-            .map(|n| n.to_string())
-            .collect::<String>()
-            .leak();
-        let mut values = Vec::with_capacity(numbers.len());
+        let mut numbers = String::new();
+        let ends: Vec<usize> = (0..=SECONDS_MADE_ONCE)
+            .map(|n| {
+                numbers.push_str(&n.to_string());
+                numbers.len()
+            })
+            .collect();
+        let numbers: &'static str = numbers.leak();
         let mut start = 0;
-        for n in 0..=SECONDS_MADE_ONCE {
-            let end = start + n.checked_ilog10().map_or(1, |digits| digits as usize + 1);
-            values.push(HeaderValue::from_static(&numbers[start..end]));
-            start = end;
-        }
-        values.into_boxed_slice()
+        ends.into_iter()
+            .map(|end| HeaderValue::from_static(&numbers[std::mem::replace(&mut start, end)..end]))
+            .collect()
     });
     let seconds = whole_seconds(wait);
     usize::try_from(seconds)
